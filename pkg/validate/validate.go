@@ -1,0 +1,339 @@
+// Package validate checks promoter manifests offline: every rule kpromo
+// applies (also to thin manifests, which kpromo skips), the OCI name grammar,
+// and cross-manifest tag conflicts. It turns the valid part into edge groups;
+// every invalid part is excluded on its own and reported with its position.
+package validate
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imgpromoter/promoter/pkg/diag"
+	"github.com/imgpromoter/promoter/pkg/edge"
+	"github.com/imgpromoter/promoter/pkg/manifest"
+)
+
+// Stats counts what the manifests ask for, as written (invalid entries
+// included), and how many edges remain valid.
+type Stats struct {
+	Manifests  int `json:"manifests"`
+	Images     int `json:"images"`
+	Digests    int `json:"digests"`
+	Tags       int `json:"tags"`
+	Edges      int `json:"edges"`
+	ValidEdges int `json:"validEdges"`
+	Errors     int `json:"errors"`
+	Warnings   int `json:"warnings"`
+}
+
+// Result is the outcome of validating a manifest set.
+type Result struct {
+	Stats    Stats          `json:"stats"`
+	Problems []diag.Problem `json:"problems"`
+	// Groups are the valid promotions, sorted.
+	Groups []*edge.Group `json:"-"`
+	// Unreadable is true when some input could not be read at all.
+	Unreadable bool `json:"unreadable"`
+}
+
+// Validate checks the set and returns its valid edge groups and all problems
+// (including those found while reading), sorted by position.
+func Validate(set *manifest.Set) *Result {
+	v := &validator{res: &Result{Problems: slices.Clone(set.Problems), Unreadable: set.Unreadable()}, groups: map[groupKey]*edge.Group{}}
+	for _, m := range set.Manifests {
+		v.manifest(m)
+	}
+	v.finish()
+	return v.res
+}
+
+type groupKey struct {
+	source string // source repository name
+	digest string
+	dests  string // destination repository names, joined
+}
+
+type validator struct {
+	res    *Result
+	groups map[groupKey]*edge.Group
+	order  []*edge.Group
+}
+
+func (v *validator) add(pos diag.Position, code diag.Code, entry, format string, args ...any) {
+	v.res.Problems = append(v.res.Problems, diag.Problem{Pos: pos, Severity: diag.SeverityError, Code: code, Entry: entry, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) warn(pos diag.Position, code diag.Code, entry, format string, args ...any) {
+	v.res.Problems = append(v.res.Problems, diag.Problem{Pos: pos, Severity: diag.SeverityWarning, Code: code, Entry: entry, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) manifest(m *manifest.Manifest) {
+	st := &v.res.Stats
+	st.Manifests++
+	dests := v.registries(m)
+	for i := range m.Images {
+		img := &m.Images[i]
+		st.Images++
+		for _, d := range img.Digests {
+			st.Digests++
+			st.Tags += len(d.Tags)
+			st.Edges += max(1, len(d.Tags)) * countDests(m)
+		}
+		if m.Broken || img.Broken {
+			continue // already reported while reading
+		}
+		v.image(m, img, dests)
+	}
+}
+
+// countDests is the number of destinations as written, for the edge count.
+func countDests(m *manifest.Manifest) int {
+	n := 0
+	for _, r := range m.Registries {
+		if !r.Src {
+			n++
+		}
+	}
+	return n
+}
+
+// registries checks the registries and returns the source repository base and
+// the valid destinations. A nil source means the manifest is excluded.
+func (v *validator) registries(m *manifest.Manifest) (dests []manifest.Registry) {
+	if m.Broken {
+		return nil
+	}
+	entry := "registries"
+	srcs := m.Source()
+	switch len(srcs) {
+	case 1:
+	case 0:
+		v.add(m.Pos, diag.CodeSource, entry, "no source registry (one registry needs src: true)")
+	default:
+		v.add(srcs[1].Pos, diag.CodeSource, "registry "+srcs[1].Name, "more than one source registry (first at %s)", srcs[0].Pos)
+	}
+	srcOK := len(srcs) == 1
+	seen := map[string]diag.Position{}
+	for _, r := range m.Registries {
+		if msg := checkRegistryName(r.Name); msg != "" {
+			v.add(r.Pos, diag.CodeRegistryName, "registry "+r.Name, "%s", msg)
+			if r.Src {
+				srcOK = false
+			}
+			continue
+		}
+		if first, dup := seen[r.Name]; dup {
+			v.res.Problems = append(v.res.Problems, diag.Problem{Pos: r.Pos, Severity: diag.SeverityError, Code: diag.CodeDuplicateReg, Entry: "registry " + r.Name,
+				Message: "registry listed twice in one manifest", Related: &first})
+			continue
+		}
+		seen[r.Name] = r.Pos
+		if r.Src {
+			continue
+		}
+		if srcOK && r.Name == srcs[0].Name {
+			continue // reported below, once, with both places
+		}
+		dests = append(dests, r)
+	}
+	if srcOK {
+		for _, r := range m.Registries {
+			if !r.Src && r.Name == srcs[0].Name {
+				p := srcs[0].Pos
+				v.res.Problems = append(v.res.Problems, diag.Problem{Pos: r.Pos, Severity: diag.SeverityError, Code: diag.CodeDestIsSource, Entry: "registry " + r.Name,
+					Message: "destination is the source registry", Related: &p})
+			}
+		}
+	}
+	if countDests(m) == 0 {
+		v.add(m.Pos, diag.CodeNoDestination, entry, "no destination registry (every registry but the source is a destination)")
+	}
+	if !srcOK {
+		m.Broken = true // exclude the whole manifest: no safe source
+		return nil
+	}
+	return dests
+}
+
+func (v *validator) image(m *manifest.Manifest, img *manifest.Image, dests []manifest.Registry) {
+	entry := "image " + img.Name
+	if msg := checkImageName(img.Name); msg != "" {
+		v.add(img.Pos, diag.CodeImageName, entry, "%s", msg)
+		return
+	}
+	if len(img.Digests) == 0 {
+		v.add(img.Pos, diag.CodeEmptyDmap, entry, "dmap is empty: list at least one digest")
+		return
+	}
+	srcName := m.Source()[0].Name
+	// Names were checked above, so parsing cannot fail on grammar; it can
+	// only fail on length, which is reported here.
+	srcRepo, err := name.NewRepository(srcName+"/"+img.Name, name.StrictValidation)
+	if err != nil {
+		v.add(img.Pos, diag.CodeImageName, entry, "source repository %s/%s: %v", srcName, img.Name, err)
+		return
+	}
+	var repos []name.Repository
+	for _, d := range dests {
+		full := d.Name + "/" + img.Name
+		r, err := name.NewRepository(full, name.StrictValidation)
+		if err == nil && len(full) > maxNameLen {
+			err = fmt.Errorf("longer than %d characters", maxNameLen)
+		}
+		if err != nil {
+			v.add(img.Pos, diag.CodeImageName, entry, "destination repository %s: %v", full, err)
+			continue
+		}
+		repos = append(repos, r)
+	}
+	if len(repos) == 0 {
+		return
+	}
+	slices.SortFunc(repos, func(a, b name.Repository) int { return cmp.Compare(a.Name(), b.Name()) })
+	destKey := ""
+	for _, r := range repos {
+		destKey += r.Name() + "\x00"
+	}
+	for _, d := range img.Digests {
+		dentry := img.Name + "@" + d.Digest
+		if msg := checkDigest(d.Digest); msg != "" {
+			v.add(d.Pos, diag.CodeDigest, entry, "%s", msg)
+			continue
+		}
+		h, err := v1.NewHash(d.Digest)
+		if err != nil {
+			v.add(d.Pos, diag.CodeDigest, entry, "invalid digest: %v", err)
+			continue
+		}
+		var tags []edge.Tag
+		seenTag := map[string]diag.Position{}
+		for _, t := range d.Tags {
+			if msg := checkTag(t.Name); msg != "" {
+				v.add(t.Pos, diag.CodeTag, dentry, "%s", msg)
+				continue
+			}
+			if first, dup := seenTag[t.Name]; dup {
+				v.res.Problems = append(v.res.Problems, diag.Problem{Pos: t.Pos, Severity: diag.SeverityWarning, Code: diag.CodeTag, Entry: dentry,
+					Message: fmt.Sprintf("tag %q listed twice for this digest", t.Name), Related: &first})
+				continue
+			}
+			seenTag[t.Name] = t.Pos
+			tags = append(tags, edge.Tag{Name: t.Name, Pos: t.Pos})
+		}
+		if len(d.Tags) > 0 && len(tags) == 0 {
+			continue // every tag was invalid: do not silently promote by digest only
+		}
+		key := groupKey{source: srcRepo.Name(), digest: h.String(), dests: destKey}
+		g, ok := v.groups[key]
+		if !ok {
+			g = &edge.Group{Image: img.Name, Source: srcRepo.Digest(h.String()), Digest: h, Dests: repos, Pos: d.Pos}
+			v.groups[key] = g
+			v.order = append(v.order, g)
+		}
+		g.Tags = append(g.Tags, tags...)
+	}
+}
+
+// finish merges tags, detects cross-manifest conflicts and counts.
+func (v *validator) finish() {
+	for _, g := range v.order {
+		slices.SortStableFunc(g.Tags, func(a, b edge.Tag) int { return cmp.Compare(a.Name, b.Name) })
+		g.Tags = slices.CompactFunc(g.Tags, func(a, b edge.Tag) bool { return a.Name == b.Name })
+	}
+	v.conflicts()
+	var groups []*edge.Group
+	for _, g := range v.order {
+		if len(g.Tags) == 0 && g.Tags != nil {
+			continue // every tag refused by a conflict
+		}
+		groups = append(groups, g)
+		v.res.Stats.ValidEdges += g.EdgeCount()
+	}
+	edge.Sort(groups)
+	v.res.Groups = groups
+	diag.Sort(v.res.Problems)
+	v.res.Stats.Errors = diag.Errors(v.res.Problems)
+	v.res.Stats.Warnings = len(v.res.Problems) - v.res.Stats.Errors
+}
+
+// conflicts finds destination tags wanted with two different digests and
+// refuses that tag in every group involved: a published tag never moves, and
+// which digest the reviewers meant cannot be guessed.
+func (v *validator) conflicts() {
+	byDest := map[string][]*edge.Group{}
+	for _, g := range v.order {
+		if len(g.Tags) == 0 {
+			continue
+		}
+		for _, d := range g.Dests {
+			byDest[d.Name()] = append(byDest[d.Name()], g)
+		}
+	}
+	type claim struct {
+		g   *edge.Group
+		pos diag.Position
+	}
+	type refusal struct {
+		g   *edge.Group
+		tag string
+	}
+	refused := map[refusal]bool{}
+	reported := map[[2]diag.Position]bool{}
+	tags := map[string]claim{}
+	dests := make([]string, 0, len(byDest))
+	for d := range byDest {
+		dests = append(dests, d)
+	}
+	slices.Sort(dests)
+	for _, dest := range dests {
+		gs := byDest[dest]
+		if len(gs) < 2 {
+			continue
+		}
+		clear(tags)
+		for _, g := range gs {
+			for _, t := range g.Tags {
+				first, ok := tags[t.Name]
+				if !ok {
+					tags[t.Name] = claim{g, t.Pos}
+					continue
+				}
+				if first.g.Digest == g.Digest {
+					continue
+				}
+				refused[refusal{first.g, t.Name}] = true
+				refused[refusal{g, t.Name}] = true
+				a, b := first.pos, t.Pos
+				if b.Compare(a) < 0 {
+					a, b = b, a
+				}
+				if reported[[2]diag.Position{a, b}] {
+					continue
+				}
+				reported[[2]diag.Position{a, b}] = true
+				da, db := first.g.Digest, g.Digest
+				if a != first.pos {
+					da, db = db, da
+				}
+				v.res.Problems = append(v.res.Problems, diag.Problem{Pos: a, Severity: diag.SeverityError, Code: diag.CodeConflict, Entry: g.Image + ":" + t.Name,
+					Message: fmt.Sprintf("tag %s in %s is wanted with %s here and with %s at %s; the tag is refused for both", t.Name, dest, da, db, b), Related: &b})
+			}
+		}
+	}
+	if len(refused) == 0 {
+		return
+	}
+	for _, g := range v.order {
+		if len(g.Tags) == 0 {
+			continue
+		}
+		g.Tags = slices.DeleteFunc(g.Tags, func(t edge.Tag) bool { return refused[refusal{g, t.Name}] })
+		if len(g.Tags) == 0 {
+			g.Tags = []edge.Tag{} // non-nil: had tags, all refused
+		}
+	}
+}
