@@ -53,7 +53,7 @@ func Load(in Inputs) *Set {
 // LoadFile reads a plain manifest: a mapping with "registries" and "images".
 // A nil manifest is returned only when the file could not be read at all.
 func LoadFile(path string) (*Manifest, []diag.Problem) {
-	root, bad := readFile(path)
+	root, w, bad := readFile(path)
 	if bad != nil {
 		return nil, []diag.Problem{*bad}
 	}
@@ -62,9 +62,8 @@ func LoadFile(path string) (*Manifest, []diag.Problem) {
 		m.Broken = true
 		return m, []diag.Problem{{Pos: m.Pos, Severity: diag.SeverityError, Code: diag.CodeSyntax, Message: "manifest is empty: it needs registries and images"}}
 	}
-	w := &walker{file: path}
 	sawRegistries := false
-	ok := w.fields(root, "a manifest", "", map[string]func(k, v *yaml.Node){
+	w.fields(root, "a manifest", "", map[string]func(k, v *yaml.Node){
 		"registries": func(k, v *yaml.Node) {
 			sawRegistries = true
 			m.Pos = w.pos(k)
@@ -74,11 +73,13 @@ func LoadFile(path string) (*Manifest, []diag.Problem) {
 		},
 		"images": func(_, v *yaml.Node) { m.Images = w.images(v) },
 	})
-	if !ok && !sawRegistries {
+	if !sawRegistries {
+		// Without registries there is no source: the manifest is excluded
+		// here, once, rather than again by every later check.
 		m.Broken = true
-	}
-	if ok && !sawRegistries {
-		w.errorf(root, "", "manifest has no registries")
+		if root.Kind == yaml.MappingNode && !w.exploded {
+			w.errorf(root, "", "manifest has no registries")
+		}
 	}
 	return m, w.problems
 }
@@ -86,7 +87,7 @@ func LoadFile(path string) (*Manifest, []diag.Problem) {
 // parseThinManifest reads a promoter-manifest.yaml: registries and the
 // deprecated imagesPath.
 func parseThinManifest(path string) (m *Manifest, imagesPath string, probs []diag.Problem) {
-	root, bad := readFile(path)
+	root, w, bad := readFile(path)
 	if bad != nil {
 		return nil, "", []diag.Problem{*bad}
 	}
@@ -95,7 +96,6 @@ func parseThinManifest(path string) (m *Manifest, imagesPath string, probs []dia
 		m.Broken = true
 		return m, "", []diag.Problem{{Pos: m.Pos, Severity: diag.SeverityError, Code: diag.CodeSyntax, Message: "promoter manifest is empty: it needs registries"}}
 	}
-	w := &walker{file: path}
 	sawRegistries := false
 	w.fields(root, "a promoter manifest", "", map[string]func(k, v *yaml.Node){
 		"registries": func(k, v *yaml.Node) {
@@ -117,7 +117,9 @@ func parseThinManifest(path string) (m *Manifest, imagesPath string, probs []dia
 	})
 	if !sawRegistries {
 		m.Broken = true
-		w.errorf(root, "", "promoter manifest has no registries")
+		if root.Kind == yaml.MappingNode && !w.exploded { // otherwise already reported
+			w.errorf(root, "", "promoter manifest has no registries")
+		}
 	}
 	return m, imagesPath, w.problems
 }
@@ -125,14 +127,13 @@ func parseThinManifest(path string) (m *Manifest, imagesPath string, probs []dia
 // parseImagesFile reads a thin images.yaml: a bare list of images (a file with
 // only comments is an empty list).
 func parseImagesFile(path string) ([]Image, []diag.Problem) {
-	root, bad := readFile(path)
+	root, w, bad := readFile(path)
 	if bad != nil {
 		return nil, []diag.Problem{*bad}
 	}
 	if root == nil {
 		return nil, nil
 	}
-	w := &walker{file: path}
 	return w.images(root), w.problems
 }
 

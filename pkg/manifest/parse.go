@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/imgpromoter/promoter/pkg/diag"
@@ -17,26 +19,38 @@ import (
 const MaxFileSize = 64 << 20
 
 // maxNodes bounds how many YAML nodes one file may expand to through aliases,
-// so that an alias bomb is an error rather than a hang.
+// so that an alias bomb is an error rather than a hang. The budget of a file
+// is also bounded by its size (see nodeBudget).
 const maxNodes = 10_000_000
+
+// nodeBudget is how many nodes the walker may visit in a file of size bytes.
+// A file without aliases never has more nodes than bytes plus a few (every
+// node but an empty value needs at least one character), so twice that lets
+// every honest file through while an alias bomb, whose expansion can be
+// exponential in its size, is stopped after a small multiple of its size
+// instead of after maxNodes nodes and problems (gigabytes of memory).
+func nodeBudget(size int) int {
+	return min(maxNodes, 2*size+1024)
+}
 
 // readFile reads a manifest file with the size, encoding and YAML-document
 // checks shared by every format. It returns the root mapping or sequence node
-// (nil for a file holding only comments).
-func readFile(path string) (*yaml.Node, *diag.Problem) {
+// (nil for a file holding only comments) and a walker sized for the file.
+func readFile(path string) (*yaml.Node, *walker, *diag.Problem) {
 	bad := func(format string, args ...any) *diag.Problem {
 		return &diag.Problem{Pos: diag.Position{File: path}, Severity: diag.SeverityError, Code: diag.CodeUnreadable, Message: fmt.Sprintf(format, args...)}
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, bad("cannot open: %v", unwrapPathError(err))
+		return nil, nil, bad("cannot open: %v", unwrapPathError(err))
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return nil, bad("cannot read: %v", unwrapPathError(err))
+		return nil, nil, bad("cannot read: %v", unwrapPathError(err))
 	}
-	return parseBytes(path, data)
+	root, p := parseBytes(path, data)
+	return root, newWalker(path, len(data)), p
 }
 
 func unwrapPathError(err error) error {
@@ -101,9 +115,15 @@ func validPrefix(b []byte) int {
 // walker turns YAML nodes into the model, recording every structural problem.
 type walker struct {
 	file     string
+	budget   int // most nodes to visit; zero means maxNodes
 	nodes    int
 	problems []diag.Problem
 	exploded bool
+}
+
+// newWalker returns a walker for a file of size bytes.
+func newWalker(file string, size int) *walker {
+	return &walker{file: file, budget: nodeBudget(size)}
 }
 
 func (w *walker) pos(n *yaml.Node) diag.Position {
@@ -122,12 +142,16 @@ func (w *walker) resolve(n *yaml.Node) *yaml.Node {
 		}
 		n = n.Alias
 	}
+	budget := w.budget
+	if budget <= 0 {
+		budget = maxNodes
+	}
 	w.nodes++
-	if w.nodes > maxNodes {
+	if w.nodes > budget {
 		if !w.exploded {
 			w.exploded = true
 			w.problems = append(w.problems, diag.Problem{Pos: diag.Position{File: w.file}, Severity: diag.SeverityError, Code: diag.CodeUnreadable,
-				Message: fmt.Sprintf("YAML aliases expand to more than %d nodes", maxNodes)})
+				Message: fmt.Sprintf("YAML aliases expand to more than %d nodes (an alias bomb?): the rest of the file is not read", budget)})
 		}
 		return nil
 	}
@@ -148,7 +172,13 @@ func kindName(n *yaml.Node) string {
 		if isNull(n) {
 			return "null"
 		}
-		return "a " + n.ShortTag()[2:] + " scalar"
+		// Custom and verbatim tags (!foo, !<x>) can be shorter than "!!";
+		// only the standard ones read well without their prefix.
+		t := n.ShortTag()
+		if !strings.HasPrefix(t, "!!") {
+			return "a scalar tagged " + strconv.Quote(t)
+		}
+		return "a " + t[2:] + " scalar"
 	default:
 		return "an unexpected node"
 	}
@@ -301,7 +331,9 @@ func (w *walker) image(n *yaml.Node, index int) Image {
 			img.Digests = w.dmap(v, entry)
 		},
 	})
-	img.Broken = len(w.problems) > before
+	// After an alias explosion nothing more is read, so the entry is
+	// incomplete even when it has no problem of its own.
+	img.Broken = len(w.problems) > before || w.exploded
 	return img
 }
 

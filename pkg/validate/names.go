@@ -37,20 +37,32 @@ func checkRegistryName(s string) string {
 	if s == "" {
 		return "registry name is empty"
 	}
-	host, path, _ := strings.Cut(s, "/")
+	host, path, hasPath := strings.Cut(s, "/")
 	if !domainRE.MatchString(host) {
 		return "registry name " + quote(s) + " does not start with a valid registry host"
 	}
 	if !strings.ContainsAny(host, ".:") && host != "localhost" {
 		return "registry name " + quote(s) + " must start with a registry host (a name with a dot or a port, or localhost)"
 	}
-	if path != "" && !pathRE.MatchString(path) {
+	// hasPath, not path != "": "gcr.io/" would otherwise pass and make
+	// destinations like gcr.io//image.
+	if hasPath && !pathRE.MatchString(path) {
 		return "registry name " + quote(s) + " has an invalid path prefix " + quote(path)
 	}
 	if len(s) > maxNameLen {
 		return "registry name is longer than 255 characters"
 	}
 	return ""
+}
+
+// registryKey is the registry name as compared for identity: host names are
+// case-insensitive, paths are not.
+func registryKey(s string) string {
+	host, path, hasPath := strings.Cut(s, "/")
+	if !hasPath {
+		return strings.ToLower(host)
+	}
+	return strings.ToLower(host) + "/" + path
 }
 
 func checkDigest(s string) string {

@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -74,7 +75,7 @@ func (v *validator) warn(pos diag.Position, code diag.Code, entry, format string
 func (v *validator) manifest(m *manifest.Manifest) {
 	st := &v.res.Stats
 	st.Manifests++
-	dests := v.registries(m)
+	dests, ok := v.registries(m)
 	for i := range m.Images {
 		img := &m.Images[i]
 		st.Images++
@@ -83,8 +84,8 @@ func (v *validator) manifest(m *manifest.Manifest) {
 			st.Tags += len(d.Tags)
 			st.Edges += max(1, len(d.Tags)) * countDests(m)
 		}
-		if m.Broken || img.Broken {
-			continue // already reported while reading
+		if !ok || img.Broken {
+			continue // already reported
 		}
 		v.image(m, img, dests)
 	}
@@ -101,11 +102,13 @@ func countDests(m *manifest.Manifest) int {
 	return n
 }
 
-// registries checks the registries and returns the source repository base and
-// the valid destinations. A nil source means the manifest is excluded.
-func (v *validator) registries(m *manifest.Manifest) (dests []manifest.Registry) {
+// registries checks the registries and returns the valid destinations, and
+// whether the manifest has a usable source (false: all its images are
+// excluded). It does not modify the manifest: validating a set twice gives
+// the same result.
+func (v *validator) registries(m *manifest.Manifest) (dests []manifest.Registry, ok bool) {
 	if m.Broken {
-		return nil
+		return nil, false
 	}
 	entry := "registries"
 	srcs := m.Source()
@@ -117,6 +120,10 @@ func (v *validator) registries(m *manifest.Manifest) (dests []manifest.Registry)
 		v.add(srcs[1].Pos, diag.CodeSource, "registry "+srcs[1].Name, "more than one source registry (first at %s)", srcs[0].Pos)
 	}
 	srcOK := len(srcs) == 1
+	srcKey := ""
+	if srcOK {
+		srcKey = registryKey(srcs[0].Name)
+	}
 	seen := map[string]diag.Position{}
 	for _, r := range m.Registries {
 		if msg := checkRegistryName(r.Name); msg != "" {
@@ -126,37 +133,33 @@ func (v *validator) registries(m *manifest.Manifest) (dests []manifest.Registry)
 			}
 			continue
 		}
-		if first, dup := seen[r.Name]; dup {
+		key := registryKey(r.Name)
+		// Checked before duplicates: a destination equal to the source is
+		// one mistake, reported once as what it is.
+		if !r.Src && srcOK && key == srcKey {
+			p := srcs[0].Pos
+			v.res.Problems = append(v.res.Problems, diag.Problem{Pos: r.Pos, Severity: diag.SeverityError, Code: diag.CodeDestIsSource, Entry: "registry " + r.Name,
+				Message: "destination is the source registry", Related: &p})
+			continue
+		}
+		if first, dup := seen[key]; dup {
 			v.res.Problems = append(v.res.Problems, diag.Problem{Pos: r.Pos, Severity: diag.SeverityError, Code: diag.CodeDuplicateReg, Entry: "registry " + r.Name,
 				Message: "registry listed twice in one manifest", Related: &first})
 			continue
 		}
-		seen[r.Name] = r.Pos
+		seen[key] = r.Pos
 		if r.Src {
 			continue
 		}
-		if srcOK && r.Name == srcs[0].Name {
-			continue // reported below, once, with both places
-		}
 		dests = append(dests, r)
-	}
-	if srcOK {
-		for _, r := range m.Registries {
-			if !r.Src && r.Name == srcs[0].Name {
-				p := srcs[0].Pos
-				v.res.Problems = append(v.res.Problems, diag.Problem{Pos: r.Pos, Severity: diag.SeverityError, Code: diag.CodeDestIsSource, Entry: "registry " + r.Name,
-					Message: "destination is the source registry", Related: &p})
-			}
-		}
 	}
 	if countDests(m) == 0 {
 		v.add(m.Pos, diag.CodeNoDestination, entry, "no destination registry (every registry but the source is a destination)")
 	}
 	if !srcOK {
-		m.Broken = true // exclude the whole manifest: no safe source
-		return nil
+		return nil, false // exclude the whole manifest: no safe source
 	}
-	return dests
+	return dests, true
 }
 
 func (v *validator) image(m *manifest.Manifest, img *manifest.Image, dests []manifest.Registry) {
@@ -261,8 +264,10 @@ func (v *validator) finish() {
 }
 
 // conflicts finds destination tags wanted with two different digests and
-// refuses that tag in every group involved: a published tag never moves, and
-// which digest the reviewers meant cannot be guessed.
+// refuses that tag in every group that claims it there, whatever digest it
+// claims: a published tag never moves, and which digest the reviewers meant
+// cannot be guessed. Refusal is per group, so a group also loses the tag in
+// its other destinations (failing closed).
 func (v *validator) conflicts() {
 	byDest := map[string][]*edge.Group{}
 	for _, g := range v.order {
@@ -270,7 +275,8 @@ func (v *validator) conflicts() {
 			continue
 		}
 		for _, d := range g.Dests {
-			byDest[d.Name()] = append(byDest[d.Name()], g)
+			k := repoKey(d)
+			byDest[k] = append(byDest[k], g)
 		}
 	}
 	type claim struct {
@@ -283,7 +289,8 @@ func (v *validator) conflicts() {
 	}
 	refused := map[refusal]bool{}
 	reported := map[[2]diag.Position]bool{}
-	tags := map[string]claim{}
+	first := map[string]claim{} // tag -> first claim in this destination
+	other := map[string]claim{} // tag -> first claim of another digest than first's
 	dests := make([]string, 0, len(byDest))
 	for d := range byDest {
 		dests = append(dests, d)
@@ -294,31 +301,46 @@ func (v *validator) conflicts() {
 		if len(gs) < 2 {
 			continue
 		}
-		clear(tags)
+		clear(first)
+		clear(other)
 		for _, g := range gs {
 			for _, t := range g.Tags {
-				first, ok := tags[t.Name]
+				f, ok := first[t.Name]
 				if !ok {
-					tags[t.Name] = claim{g, t.Pos}
+					first[t.Name] = claim{g, t.Pos}
 					continue
 				}
-				if first.g.Digest == g.Digest {
+				if _, ok := other[t.Name]; !ok && f.g.Digest != g.Digest {
+					other[t.Name] = claim{g, t.Pos}
+				}
+			}
+		}
+		if len(other) == 0 {
+			continue
+		}
+		// Every claim of a contested tag is refused, also those agreeing
+		// with the first claim, and each is reported against a claim of a
+		// different digest.
+		for _, g := range gs {
+			for _, t := range g.Tags {
+				o, contested := other[t.Name]
+				if !contested {
 					continue
 				}
-				refused[refusal{first.g, t.Name}] = true
 				refused[refusal{g, t.Name}] = true
-				a, b := first.pos, t.Pos
+				peer := first[t.Name]
+				if peer.g.Digest == g.Digest {
+					peer = o
+				}
+				a, b := t.Pos, peer.pos
+				da, db := g.Digest, peer.g.Digest
 				if b.Compare(a) < 0 {
-					a, b = b, a
+					a, b, da, db = b, a, db, da
 				}
 				if reported[[2]diag.Position{a, b}] {
 					continue
 				}
 				reported[[2]diag.Position{a, b}] = true
-				da, db := first.g.Digest, g.Digest
-				if a != first.pos {
-					da, db = db, da
-				}
 				v.res.Problems = append(v.res.Problems, diag.Problem{Pos: a, Severity: diag.SeverityError, Code: diag.CodeConflict, Entry: g.Image + ":" + t.Name,
 					Message: fmt.Sprintf("tag %s in %s is wanted with %s here and with %s at %s; the tag is refused for both", t.Name, dest, da, db, b), Related: &b})
 			}
@@ -336,4 +358,10 @@ func (v *validator) conflicts() {
 			g.Tags = []edge.Tag{} // non-nil: had tags, all refused
 		}
 	}
+}
+
+// repoKey is a destination repository as compared for identity: registry
+// host names are case-insensitive.
+func repoKey(r name.Repository) string {
+	return strings.ToLower(r.RegistryStr()) + "/" + r.RepositoryStr()
 }

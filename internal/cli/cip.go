@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/imgpromoter/promoter/pkg/manifest"
+	"github.com/imgpromoter/promoter/pkg/report"
+	"github.com/imgpromoter/promoter/pkg/validate"
+)
+
+// kpromo flags that only configure Google Cloud access: accepted so that
+// existing jobs keep working, and ignored with a notice (registry access here
+// uses the docker config and credential helpers).
+var cipIgnored = []string{"use-service-account", "key-files", "snapshot-service-account", "json-log-summary", "max-image-size", "signer-account", "max-signature-copies", "max-signature-ops"}
+
+// kpromo flags whose behaviour is not available yet: refused rather than
+// silently ignored, because ignoring them would change what the job does.
+var cipUnsupported = map[string]string{
+	"snapshot":                           "use 'promoter snapshot' when available",
+	"snapshot-tag":                       "snapshots are not supported yet",
+	"minimal-snapshot":                   "snapshots are not supported yet",
+	"manifest-based-snapshot-of":         "snapshots are not supported yet",
+	"output":                             "snapshots are not supported yet",
+	"check-manifest-lists-from-snapshot": "not supported",
+	"repository":                         "not supported",
+	"use-prow-manifest-diff":             "pull-request mode is not supported yet",
+	"sign":                               "signing is not supported yet",
+	"vuln-severity-threshold":            "vulnerability checks are a Google Container Analysis feature: not supported",
+}
+
+func newCipCmd(e *env) *cobra.Command {
+	var f promoteFlags
+	var parseOnly bool
+	cmd := &cobra.Command{
+		Use:   "cip",
+		Short: "kpromo-compatible entry: 'kpromo cip FLAGS' becomes 'promoter cip FLAGS'",
+		Long: `cip accepts the flags of kpromo cip with the same meaning:
+  --manifest FILE, --thin-manifest-dir DIR   the manifests
+  --confirm                                  promote (without it: plan only, a dry run)
+  --parse-only                               validate only (offline here)
+Google-Cloud-only flags (--use-service-account, --key-files, ...) are accepted
+and ignored with a notice. See docs/kpromo.md for the full mapping.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, name := range cipIgnored {
+				if cmd.Flags().Changed(name) {
+					fmt.Fprintf(e.stderr, "notice: --%s is a Google Cloud option of kpromo and is ignored; credentials come from the docker config and credential helpers\n", name)
+				}
+			}
+			for name, why := range cipUnsupported {
+				if cmd.Flags().Changed(name) {
+					return usageErr("--%s: %s", name, why)
+				}
+			}
+			if parseOnly {
+				inputs, err := f.in.inputs(nil)
+				if err != nil {
+					return err
+				}
+				res := validate.Validate(manifest.Load(inputs))
+				if err := report.Validation(e.stdout, report.Text, res); err != nil {
+					return err
+				}
+				return validationExit(res)
+			}
+			return e.promote(cmd.Context(), &f, nil, f.confirm)
+		},
+	}
+	cmd.Flags().StringArrayVar(&f.in.files, "manifest", nil, "the manifest file to load")
+	cmd.Flags().StringArrayVar(&f.in.thinDirs, "thin-manifest-dir", nil, "directory of thin manifests (manifests/ and images/)")
+	cmd.Flags().BoolVar(&f.confirm, "confirm", false, "initiate a PRODUCTION image promotion")
+	cmd.Flags().BoolVar(&parseOnly, "parse-only", false, "only check that the manifests are valid (offline)")
+	cmd.Flags().IntVar(&f.jobs, "threads", 8, "images handled at once")
+	cmd.Flags().StringArrayVar(&f.insecure, "insecure-registry", nil, "registry host to reach over plain HTTP")
+	f.output = "text"
+	for _, name := range []string{"use-service-account", "json-log-summary", "minimal-snapshot", "use-prow-manifest-diff", "sign"} {
+		cmd.Flags().Bool(name, false, "kpromo compatibility (see docs/kpromo.md)")
+	}
+	for _, name := range []string{"key-files", "snapshot-service-account", "signer-account", "snapshot", "snapshot-tag", "manifest-based-snapshot-of", "output", "check-manifest-lists-from-snapshot", "repository"} {
+		cmd.Flags().String(name, "", "kpromo compatibility (see docs/kpromo.md)")
+	}
+	for _, name := range []string{"max-image-size", "max-signature-copies", "max-signature-ops", "vuln-severity-threshold"} {
+		cmd.Flags().Int(name, 0, "kpromo compatibility (see docs/kpromo.md)")
+	}
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if fl.Usage == "kpromo compatibility (see docs/kpromo.md)" {
+			fl.Hidden = true
+		}
+	})
+	return cmd
+}

@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imgpromoter/promoter/pkg/access"
+	"github.com/imgpromoter/promoter/pkg/manifest"
+	"github.com/imgpromoter/promoter/pkg/plan"
+	"github.com/imgpromoter/promoter/pkg/promote"
+	"github.com/imgpromoter/promoter/pkg/report"
+	"github.com/imgpromoter/promoter/pkg/validate"
+)
+
+// promoteFlags are shared by plan, run and cip.
+type promoteFlags struct {
+	in       inputFlags
+	output   string
+	jobs     int
+	insecure []string
+	confirm  bool
+}
+
+func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
+	f.in.register(cmd)
+	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text, json or markdown")
+	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", 8, "images (and registry requests) handled at once")
+	cmd.Flags().StringArrayVar(&f.insecure, "insecure-registry", nil, "registry host to reach over plain HTTP (localhost and 127.0.0.1 always are)")
+	if withConfirm {
+		cmd.Flags().BoolVar(&f.confirm, "confirm", false, "execute the plan (without it, only plan)")
+	}
+}
+
+func newPlanCmd(e *env) *cobra.Command {
+	var f promoteFlags
+	cmd := &cobra.Command{
+		Use:   "plan [PATH...]",
+		Short: "Dry run: read the registries and say what a promotion would do",
+		Long: `plan reads the manifests and the state of the source and every destination
+registry, and classifies every edge: already promoted, copy, tag only,
+conflict (a tag that would move: refused), missing in source (refused).
+Invalid entries are excluded and reported; the rest is planned.
+Exit status: 0 when nothing is refused, 1 otherwise, 2 for usage errors.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.promote(cmd.Context(), &f, args, false)
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+func newRunCmd(e *env) *cobra.Command {
+	var f promoteFlags
+	cmd := &cobra.Command{
+		Use:   "run [PATH...]",
+		Short: "Promote: plan, then with --confirm copy every image and tag",
+		Long: `run plans like "plan"; with --confirm it then copies each image by digest
+(with every child manifest and blob), adds tags only once the image is complete,
+never deletes and never moves a tag, and prints a report.
+Exit status: 0 when every edge is promoted, 1 when any was refused or failed,
+2 for usage errors.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.promote(cmd.Context(), &f, args, f.confirm)
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+// promote is plan, and with execute set, run.
+func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execute bool) error {
+	format, err := report.ParseFormat(f.output, report.Text, report.JSON, report.Markdown)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	if f.jobs < 1 {
+		return usageErr("--jobs must be at least 1")
+	}
+	inputs, err := f.in.inputs(args)
+	if err != nil {
+		return err
+	}
+	log := e.logger()
+	res := validate.Validate(manifest.Load(inputs))
+	client, err := access.New(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log))
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	log.Debug("planning", "groups", len(res.Groups), "edges", res.Stats.ValidEdges)
+	p, err := plan.Make(ctx, client, res, plan.WithJobs(f.jobs), plan.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	if !execute {
+		if err := report.Plan(e.stdout, format, p); err != nil {
+			return err
+		}
+		return planExit(res, p.Failed())
+	}
+	if format == report.Text {
+		if err := report.Plan(e.stderr, report.Text, p); err != nil {
+			return err
+		}
+	}
+	rep, err := promote.Execute(ctx, client, p, promote.WithJobs(f.jobs), promote.WithLogger(log), promote.WithProgress(e.progress()))
+	if rep != nil {
+		rep.AddTraffic(client.Counter().Snapshot())
+		if werr := report.Run(e.stdout, format, rep); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return planExit(res, rep.Failed() || diagErrors(res))
+}
+
+func diagErrors(res *validate.Result) bool { return res.Stats.Errors > 0 }
+
+func planExit(res *validate.Result, failed bool) error {
+	switch {
+	case res.Unreadable:
+		return &ExitError{Code: ExitUsage}
+	case failed:
+		return &ExitError{Code: ExitProblems}
+	}
+	return nil
+}
+
+// progress prints one line per finished image copy: in place on a terminal,
+// as plain lines otherwise (CI logs).
+func (e *env) progress() promote.Progress {
+	start := time.Now()
+	tty := e.interactive()
+	return func(done, total int, it plan.Item, err error) {
+		status := "ok"
+		if err != nil {
+			status = "FAILED: " + err.Error()
+		}
+		line := fmt.Sprintf("[%d/%d %s] %s -> %s %s", done, total, time.Since(start).Round(time.Second), it.Group.Source, it.Dest, status)
+		if tty && err == nil {
+			fmt.Fprintf(e.stderr, "\r\033[K%s", line)
+			if done == total {
+				fmt.Fprintln(e.stderr)
+			}
+			return
+		}
+		fmt.Fprintln(e.stderr, line)
+	}
+}

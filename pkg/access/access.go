@@ -1,0 +1,212 @@
+// Package access is how the promoter talks to registries: authentication,
+// plain-HTTP hosts, retries (the one layer that retries), shared token and
+// connection reuse, and per-host request counting for the run report.
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// UserAgent is sent with every request.
+const UserAgent = "imgpromoter"
+
+// options holds every setting of a Client; defaults live in defaults().
+type options struct {
+	keychain  authn.Keychain
+	insecure  []string
+	transport http.RoundTripper
+	backoff   remote.Backoff
+	jobs      int
+	logger    *slog.Logger
+}
+
+func defaults() options {
+	return options{
+		keychain:  authn.DefaultKeychain,
+		transport: remote.DefaultTransport,
+		// Retries are done here and nowhere else: 429, 5xx, 408 and
+		// connection resets, with jittered exponential backoff.
+		backoff: remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2.5, Jitter: 0.3, Steps: 5},
+		jobs:    4,
+		logger:  slog.New(slog.DiscardHandler),
+	}
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+// WithKeychain sets where credentials come from (default: the docker config
+// and credential helpers, authn.DefaultKeychain). A keychain resolves
+// credentials per registry, so they are only sent to the registry they belong
+// to.
+func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }
+
+// WithInsecureRegistries names hosts (host or host:port) spoken to over plain
+// HTTP. localhost and 127.0.0.1 always are.
+func WithInsecureRegistries(hosts ...string) Option {
+	return func(o *options) { o.insecure = append(o.insecure, hosts...) }
+}
+
+// WithTransport sets the base HTTP transport (tests inject faults here).
+func WithTransport(t http.RoundTripper) Option { return func(o *options) { o.transport = t } }
+
+// WithRetryBackoff sets the retry schedule. Steps is the number of attempts.
+func WithRetryBackoff(b remote.Backoff) Option { return func(o *options) { o.backoff = b } }
+
+// WithBlobJobs sets how many blobs of one image are transferred at once.
+func WithBlobJobs(n int) Option { return func(o *options) { o.jobs = n } }
+
+// WithLogger sets the logger for retries and warnings.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Client reads and writes registries. It is safe for concurrent use and
+// reuses tokens and connections across calls.
+type Client struct {
+	o       options
+	counter *Counter
+	puller  *remote.Puller
+	pusher  *remote.Pusher
+}
+
+// New builds a client.
+func New(opts ...Option) (*Client, error) {
+	o := defaults()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.jobs < 1 {
+		return nil, fmt.Errorf("blob jobs must be at least 1, got %d", o.jobs)
+	}
+	for _, h := range o.insecure {
+		if _, err := name.NewRegistry(h, name.StrictValidation); err != nil {
+			return nil, fmt.Errorf("insecure registry %q: %w", h, err)
+		}
+	}
+	c := &Client{o: o, counter: newCounter(o.transport)}
+	ropts := []remote.Option{
+		remote.WithTransport(c.counter),
+		remote.WithAuthFromKeychain(o.keychain),
+		remote.WithRetryBackoff(o.backoff),
+		remote.WithJobs(o.jobs),
+		remote.WithUserAgent(UserAgent),
+	}
+	var err error
+	if c.puller, err = remote.NewPuller(ropts...); err != nil {
+		return nil, err
+	}
+	if c.pusher, err = remote.NewPusher(ropts...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Counter returns the per-host request counts of everything this client did.
+func (c *Client) Counter() *Counter { return c.counter }
+
+// Repo applies the client's plain-HTTP settings to a repository name.
+func (c *Client) Repo(r name.Repository) name.Repository {
+	if !slices.Contains(c.o.insecure, r.RegistryStr()) {
+		return r
+	}
+	ir, err := name.NewRepository(r.Name(), name.Insecure, name.StrictValidation)
+	if err != nil {
+		return r
+	}
+	return ir
+}
+
+func (c *Client) ref(r name.Reference) name.Reference {
+	repo := c.Repo(r.Context())
+	switch v := r.(type) {
+	case name.Digest:
+		return repo.Digest(v.DigestStr())
+	case name.Tag:
+		return repo.Tag(v.TagStr())
+	}
+	return r
+}
+
+// List returns every tag of the repository, following pagination. A
+// repository that does not exist has no tags.
+func (c *Client) List(ctx context.Context, repo name.Repository) ([]string, error) {
+	tags, err := c.puller.List(ctx, c.Repo(repo))
+	if IsNotFound(err) {
+		return nil, nil
+	}
+	return tags, err
+}
+
+// Head returns the descriptor of a manifest, or nil when it does not exist.
+func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+	d, err := c.puller.Head(ctx, c.ref(ref))
+	if IsNotFound(err) {
+		return nil, nil
+	}
+	return d, err
+}
+
+// Get fetches a manifest (image or index) for copying.
+func (c *Client) Get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
+	return c.puller.Get(ctx, c.ref(ref))
+}
+
+// Push writes a manifest and everything beneath it (children, blobs) to ref,
+// mounting blobs that are in the same registry and skipping present ones. The
+// manifest itself is written last, so ref never points at something partial.
+func (c *Client) Push(ctx context.Context, ref name.Reference, t remote.Taggable) error {
+	return c.pusher.Push(ctx, c.ref(ref), t)
+}
+
+// Put writes only the manifest at ref; everything it references must already
+// be in the repository (used to add a tag to a complete image).
+func (c *Client) Put(ctx context.Context, ref name.Reference, t remote.Taggable) error {
+	return c.pusher.Put(ctx, c.ref(ref), t)
+}
+
+// IsNotFound reports whether err is a registry's "does not exist" answer.
+func IsNotFound(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	if te.StatusCode == http.StatusNotFound {
+		return true
+	}
+	for _, d := range te.Errors {
+		switch d.Code {
+		case transport.NameUnknownErrorCode, transport.ManifestUnknownErrorCode, transport.BlobUnknownErrorCode:
+			return true
+		}
+	}
+	return false
+}
+
+// StatusCode returns the HTTP status of a registry error, or 0.
+func StatusCode(err error) int {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return te.StatusCode
+	}
+	return 0
+}
+
+// Host returns the host an error's request went to, or "".
+func Host(err error) string {
+	var te *transport.Error
+	if errors.As(err, &te) && te.Request != nil && te.Request.URL != nil {
+		return te.Request.URL.Host
+	}
+	return ""
+}

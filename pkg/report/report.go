@@ -1,0 +1,246 @@
+// Package report renders validation results, plans and run reports as text
+// (for people), JSON (for tools; schema in docs/json-schema.md) and Markdown
+// (for pull-request comments). Rendering is separate from computing: every
+// renderer takes the result struct and writes deterministic output.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/imgpromoter/promoter/pkg/diag"
+	"github.com/imgpromoter/promoter/pkg/plan"
+	"github.com/imgpromoter/promoter/pkg/promote"
+	"github.com/imgpromoter/promoter/pkg/validate"
+)
+
+// Format is an output format.
+type Format string
+
+// Formats.
+const (
+	Text     Format = "text"
+	JSON     Format = "json"
+	Markdown Format = "markdown"
+)
+
+// ParseFormat checks a --output value against the formats allowed.
+func ParseFormat(s string, allowed ...Format) (Format, error) {
+	for _, f := range allowed {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	names := make([]string, len(allowed))
+	for i, f := range allowed {
+		names[i] = string(f)
+	}
+	return "", fmt.Errorf("unknown output format %q (want %s)", s, strings.Join(names, ", "))
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// Validation writes a validation result.
+func Validation(w io.Writer, f Format, r *validate.Result) error {
+	if f == JSON {
+		return writeJSON(w, r)
+	}
+	var b strings.Builder
+	for _, p := range r.Problems {
+		b.WriteString(p.String())
+		b.WriteByte('\n')
+	}
+	s := r.Stats
+	fmt.Fprintf(&b, "%d manifests, %d images, %d digests, %d tags, %d edges (%d valid); %d problems (%d errors, %d warnings)\n",
+		s.Manifests, s.Images, s.Digests, s.Tags, s.Edges, s.ValidEdges, len(r.Problems), s.Errors, s.Warnings)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+var classLabel = map[plan.Class]string{
+	plan.Copy: "copy", plan.TagOnly: "tag", plan.Promoted: "already promoted",
+	plan.Conflict: "conflict (refused)", plan.MissingSource: "missing in source", plan.Error: "error",
+}
+
+var classVerb = map[plan.Class]string{
+	plan.Copy: "COPY", plan.TagOnly: "TAG", plan.Conflict: "REFUSED", plan.MissingSource: "MISSING", plan.Error: "ERROR",
+}
+
+// Plan writes a plan.
+func Plan(w io.Writer, f Format, p *plan.Plan) error {
+	switch f {
+	case JSON:
+		return writeJSON(w, p)
+	case Markdown:
+		return planMarkdown(w, p)
+	}
+	var b strings.Builder
+	s := p.Stats
+	fmt.Fprintf(&b, "Plan: %d edges from %d manifests (%d images, %d digests, %d tags)\n", p.Counts.Total(), s.Manifests, s.Images, s.Digests, s.Tags)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, c := range plan.Classes {
+		fmt.Fprintf(tw, "  %s\t%d\n", classLabel[c], p.Counts[c])
+	}
+	if n := diag.Errors(p.Problems); n > 0 {
+		fmt.Fprintf(tw, "  invalid entries (excluded)\t%d\n", n)
+	}
+	tw.Flush()
+	if len(p.Destinations) > 0 {
+		b.WriteString("\nPer destination registry:\n")
+		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "  registry\tcopy\ttag\tpromoted\trefused\terror\t\n")
+		for _, d := range p.Destinations {
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t\n", d.Registry, d.Counts[plan.Copy], d.Counts[plan.TagOnly], d.Counts[plan.Promoted],
+				d.Counts[plan.Conflict]+d.Counts[plan.MissingSource], d.Counts[plan.Error])
+		}
+		tw.Flush()
+	}
+	if len(p.Actions) > 0 {
+		b.WriteString("\nActions:\n")
+		for _, a := range p.Actions {
+			b.WriteString("  " + actionLine(a) + "\n")
+		}
+	} else {
+		b.WriteString("\nNothing to do: every edge is already promoted.\n")
+	}
+	if len(p.Problems) > 0 {
+		b.WriteString("\nProblems (the entries named are excluded):\n")
+		for _, pr := range p.Problems {
+			b.WriteString("  " + pr.String() + "\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func target(a plan.Action) string {
+	if a.Tag == "" {
+		return a.Destination + "@" + a.Digest
+	}
+	return a.Destination + ":" + a.Tag
+}
+
+func actionLine(a plan.Action) string {
+	line := fmt.Sprintf("%-8s %s@%s -> %s", classVerb[a.Class], a.Source, a.Digest, target(a))
+	if a.Reason != "" {
+		line += ": " + a.Reason
+	}
+	if a.Class.Refused() && a.Position.File != "" {
+		line += " (" + a.Position.String() + ")"
+	}
+	return line
+}
+
+func planMarkdown(w io.Writer, p *plan.Plan) error {
+	var b strings.Builder
+	refused := p.Counts[plan.Conflict] + p.Counts[plan.MissingSource] + p.Counts[plan.Error]
+	icon := ":white_check_mark:"
+	if p.Failed() {
+		icon = ":x:"
+	}
+	fmt.Fprintf(&b, "### %s Promotion plan: %d to copy, %d to tag, %d already promoted, %d refused\n\n", icon, p.Counts[plan.Copy], p.Counts[plan.TagOnly], p.Counts[plan.Promoted], refused)
+	var loud []plan.Action
+	for _, a := range p.Actions {
+		if a.Class.Refused() {
+			loud = append(loud, a)
+		}
+	}
+	if len(loud) > 0 || diag.Errors(p.Problems) > 0 {
+		b.WriteString("**Refused and invalid entries**\n\n")
+		for _, a := range loud {
+			fmt.Fprintf(&b, "- `%s`: %s (`%s`)\n", target(a), mdEscape(a.Reason), a.Position.String())
+		}
+		for _, pr := range p.Problems {
+			if pr.Severity == diag.SeverityError {
+				fmt.Fprintf(&b, "- `%s`: %s\n", pr.Pos.String(), mdEscape(pr.Message))
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("| destination registry | copy | tag | promoted | refused | error |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, d := range p.Destinations {
+		fmt.Fprintf(&b, "| `%s` | %d | %d | %d | %d | %d |\n", d.Registry, d.Counts[plan.Copy], d.Counts[plan.TagOnly], d.Counts[plan.Promoted],
+			d.Counts[plan.Conflict]+d.Counts[plan.MissingSource], d.Counts[plan.Error])
+	}
+	var todo []plan.Action
+	for _, a := range p.Actions {
+		if !a.Class.Refused() {
+			todo = append(todo, a)
+		}
+	}
+	if len(todo) > 0 {
+		fmt.Fprintf(&b, "\n<details><summary>%d actions</summary>\n\n", len(todo))
+		for _, a := range todo {
+			fmt.Fprintf(&b, "- %s `%s@%s` → `%s`\n", classVerb[a.Class], a.Source, a.Digest, target(a))
+		}
+		b.WriteString("\n</details>\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func mdEscape(s string) string {
+	return strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// Run writes a run report.
+func Run(w io.Writer, f Format, r *promote.Report) error {
+	if f == JSON {
+		return writeJSON(w, r)
+	}
+	var b strings.Builder
+	t := r.Totals
+	if f == Markdown {
+		fmt.Fprintf(&b, "### Promotion run: %d promoted, %d already there, %d refused, %d failed\n\n", t.Promoted, t.Present, t.Refused, t.Failed)
+		fmt.Fprintf(&b, "%d images copied, %d blobs uploaded (%s), %d blobs mounted, in %s\n\n", r.Images, r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
+		for _, res := range r.Results {
+			if res.Status == promote.StatusFailed || res.Status == promote.StatusRefused {
+				fmt.Fprintf(&b, "- **%s** `%s`: %s\n", res.Status, target(res.Action), mdEscape(res.Error))
+			}
+		}
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	for _, res := range r.Results {
+		if res.Status == promote.StatusPromoted {
+			fmt.Fprintf(&b, "promoted  %s@%s -> %s\n", res.Source, res.Digest, target(res.Action))
+		}
+	}
+	for _, res := range r.Results {
+		if res.Status != promote.StatusPromoted {
+			line := fmt.Sprintf("%-9s %s@%s -> %s: %s", res.Status, res.Source, res.Digest, target(res.Action), res.Error)
+			if res.Position.File != "" {
+				line += " (" + res.Position.String() + ")"
+			}
+			b.WriteString(line + "\n")
+		}
+	}
+	if t.Promoted == 0 && t.Refused == 0 && t.Failed == 0 {
+		b.WriteString("Nothing to do: every edge is already promoted.\n")
+	}
+	fmt.Fprintf(&b, "Run: %d edges promoted, %d already there, %d refused, %d failed; %d images copied, %d blobs uploaded (%s), %d mounted; %s\n",
+		t.Promoted, t.Present, t.Refused, t.Failed, r.Images, r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func bytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
