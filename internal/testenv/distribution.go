@@ -1,0 +1,426 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"debug/buildinfo"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	// DistributionVersion is the pinned CNCF Distribution release the
+	// end-to-end tests run against.
+	DistributionVersion = "v3.0.0"
+
+	// DistributionPackage is the Go package of the Distribution registry
+	// binary, installed with `go install DistributionPackage@DistributionVersion`.
+	DistributionPackage = "github.com/distribution/distribution/v3/cmd/registry"
+
+	// RegistryBinEnv names the environment variable that, when set, points at
+	// the registry binary to use instead of locating or installing one.
+	RegistryBinEnv = "PROMOTER_REGISTRY_BIN"
+)
+
+const (
+	distributionModule = "github.com/distribution/distribution/v3"
+	// installTimeout bounds `go install`, which builds ~75 MB of registry
+	// from source on a cold module cache.
+	installTimeout = 15 * time.Minute
+	// readyTimeout bounds how long a started registry may take to answer.
+	readyTimeout = 30 * time.Second
+	// startAttempts is how many free ports StartDistribution tries before
+	// giving up; the port is free when chosen but another process may bind
+	// it before the registry does.
+	startAttempts = 5
+)
+
+// distributionBinary memoises the lookup for the whole test process so that
+// parallel tests install at most once. It is the package's only
+// package-level state: a once-computed value, never reassigned.
+var distributionBinary = sync.OnceValues(func() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
+	defer cancel()
+	return locateDistribution(ctx)
+})
+
+// DistributionBinary returns the path of a CNCF Distribution registry binary
+// at DistributionVersion. It uses $PROMOTER_REGISTRY_BIN when set, else a
+// matching binary in $(go env GOBIN) or $(go env GOPATH)/bin, else one in the
+// user cache directory, installing it there with `go install` if needed.
+func DistributionBinary(t testing.TB) string {
+	t.Helper()
+	path, err := distributionBinary()
+	if err != nil {
+		t.Fatalf("testenv: Distribution registry binary: %v", err)
+	}
+	return path
+}
+
+// locateDistribution implements DistributionBinary's search order.
+func locateDistribution(ctx context.Context) (string, error) {
+	if p := os.Getenv(RegistryBinEnv); p != "" {
+		// An explicit override is trusted as is: it may be a local build.
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() {
+			return "", fmt.Errorf("$%s=%q is not a file: %v", RegistryBinEnv, p, err)
+		}
+		return p, nil
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("no registry binary and no go command to install one: %w", err)
+	}
+	env, err := goEnv(ctx, goBin)
+	if err != nil {
+		return "", err
+	}
+	exe := "registry"
+	if runtime.GOOS == "windows" {
+		exe += ".exe"
+	}
+	var candidates []string
+	if env.GOBIN != "" {
+		candidates = append(candidates, filepath.Join(env.GOBIN, exe))
+	}
+	if gp := filepath.SplitList(env.GOPATH); len(gp) > 0 && gp[0] != "" {
+		candidates = append(candidates, filepath.Join(gp[0], "bin", exe))
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("locating the user cache directory: %w", err)
+	}
+	cacheBin := filepath.Join(cache, "promoter-test", "bin")
+	cached := filepath.Join(cacheBin, exe)
+	candidates = append(candidates, cached)
+	for _, c := range candidates {
+		// A binary of another version (or another program called
+		// "registry") must not be picked up silently.
+		if isPinnedDistribution(c) {
+			return c, nil
+		}
+	}
+	if err := installDistribution(ctx, goBin, cacheBin, exe); err != nil {
+		return "", err
+	}
+	if !isPinnedDistribution(cached) {
+		return "", fmt.Errorf("installed %s but it does not report %s@%s", cached, distributionModule, DistributionVersion)
+	}
+	return cached, nil
+}
+
+// goEnvVars holds the `go env` values the binary search needs.
+type goEnvVars struct {
+	GOBIN  string
+	GOPATH string
+}
+
+// goEnv asks the go command, so settings made with `go env -w` count too.
+func goEnv(ctx context.Context, goBin string) (goEnvVars, error) {
+	var v goEnvVars
+	out, err := exec.CommandContext(ctx, goBin, "env", "-json", "GOBIN", "GOPATH").Output()
+	if err != nil {
+		return v, fmt.Errorf("go env: %w", err)
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		return v, fmt.Errorf("go env: decoding output: %w", err)
+	}
+	return v, nil
+}
+
+// isPinnedDistribution reports whether path is a Go binary built from the
+// Distribution module at DistributionVersion.
+func isPinnedDistribution(path string) bool {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	return info.Path == DistributionPackage && info.Main.Path == distributionModule && info.Main.Version == DistributionVersion
+}
+
+// installDistribution runs `go install` into a private temporary GOBIN and
+// renames the result into dir. Test packages run as parallel processes, so
+// a lock file lets one of them build while the others wait for its result,
+// and the atomic rename means no process ever executes a half-written
+// binary (the go command does not promise that when it copies into a shared
+// GOBIN itself).
+func installDistribution(ctx context.Context, goBin, dir, exe string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	target := filepath.Join(dir, exe)
+	unlock, err := lockInstall(ctx, filepath.Join(dir, ".install.lock"), target)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if isPinnedDistribution(target) {
+		return nil // Installed by another process while we waited.
+	}
+	tmp, err := os.MkdirTemp(dir, ".install-")
+	if err != nil {
+		return fmt.Errorf("creating install directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.CommandContext(ctx, goBin, "install", DistributionPackage+"@"+DistributionVersion)
+	// Run outside any module or workspace so the caller's go.mod and
+	// go.work cannot influence the build.
+	cmd.Dir = tmp
+	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go install %s@%s: %w\n%s", DistributionPackage, DistributionVersion, err, out)
+	}
+	if err := os.Rename(filepath.Join(tmp, exe), target); err != nil {
+		return fmt.Errorf("moving installed registry into place: %w", err)
+	}
+	return nil
+}
+
+// lockInstall takes the install lock at path by creating it exclusively,
+// waiting while another process holds it unless target becomes usable
+// meanwhile. A lock older than installTimeout is taken to be left by a
+// killed process and broken.
+func lockInstall(ctx context.Context, path, target string) (unlock func(), err error) {
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			f.Close()
+			return func() { os.Remove(path) }, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("taking install lock: %w", err)
+		}
+		if isPinnedDistribution(target) {
+			return func() {}, nil
+		}
+		if fi, err := os.Stat(path); err == nil && time.Since(fi.ModTime()) > installTimeout {
+			os.Remove(path)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for another process to install the registry: %w", ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Distribution is a running CNCF Distribution registry serving plain HTTP on
+// 127.0.0.1 with filesystem storage in a test temporary directory.
+type Distribution struct {
+	// Host is the registry address, "127.0.0.1:PORT".
+	Host string
+	// Name labels the registry in failure messages, e.g. "staging".
+	Name string
+
+	logs     *syncBuffer
+	stopOnce sync.Once
+	stopFn   func()
+}
+
+// StartDistribution starts a Distribution registry labelled name and waits
+// until GET /v2/ answers 200. The registry is killed when the test ends.
+func StartDistribution(t testing.TB, name string) *Distribution {
+	t.Helper()
+	bin := DistributionBinary(t)
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "storage")
+	if err := os.Mkdir(storage, 0o755); err != nil {
+		t.Fatalf("testenv: %s: %v", name, err)
+	}
+	var lastErr error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("testenv: %s: %v", name, err)
+		}
+		d, retry, err := launchDistribution(t, bin, name, dir, storage, port)
+		if err == nil {
+			return d
+		}
+		lastErr = err
+		if !retry {
+			break
+		}
+		t.Logf("testenv: %s: attempt %d: %v; retrying on another port", name, attempt, err)
+	}
+	t.Fatalf("testenv: starting Distribution registry %q: %v", name, lastErr)
+	return nil
+}
+
+// launchDistribution makes one attempt on port. retry reports whether the
+// failure was finding the port taken by another process.
+func launchDistribution(t testing.TB, bin, name, dir, storage string, port int) (d *Distribution, retry bool, err error) {
+	t.Helper()
+	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(distributionConfig(host, storage)), 0o644); err != nil {
+		return nil, false, err
+	}
+
+	logs := &syncBuffer{}
+	cmd := exec.Command(bin, "serve", cfgPath)
+	cmd.Env = distributionEnv()
+	cmd.Stdout = logs
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		return nil, false, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait() // Killing is how it normally ends; the logs say the rest.
+		close(exited)
+	}()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+
+	d = &Distribution{Host: host, Name: name, logs: logs, stopFn: stop}
+	if err := waitReady(t.Context(), host, exited); err != nil {
+		stop()
+		out := logs.String()
+		return nil, strings.Contains(out, "address already in use"), fmt.Errorf("%w\nregistry output:\n%s", err, out)
+	}
+	t.Cleanup(d.Stop)
+	return d, false, nil
+}
+
+// distributionConfig renders the registry configuration: no auth, no
+// deletes, no background upload purging, and request logging at info level
+// (kept in memory and shown only on failure) without the separate access log.
+func distributionConfig(host, storage string) string {
+	return fmt.Sprintf(`version: 0.1
+log:
+  level: info
+  formatter: text
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %q
+  delete:
+    enabled: false
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: %q
+  secret: promoter-testenv
+`, storage, host)
+}
+
+// distributionEnv is the caller's environment without REGISTRY_* variables,
+// which Distribution would read as configuration overrides, and with
+// OpenTelemetry export off so the registry does not dial a collector.
+func distributionEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REGISTRY_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
+}
+
+// waitReady polls GET /v2/ until it answers 200, the process exits, or
+// readyTimeout passes.
+func waitReady(ctx context.Context, host string, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	// A poll must not outlive the process: if another program holds the
+	// port, requests hang in its accept queue instead of failing.
+	go func() {
+		select {
+		case <-exited:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	client := &http.Client{Timeout: 2 * time.Second}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/v2/", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("GET /v2/: %s", resp.Status)
+		}
+		last = err
+		select {
+		case <-exited: // Checked first: exiting also cancels ctx.
+			return errors.New("registry exited before answering")
+		default:
+		}
+		select {
+		case <-exited:
+			return errors.New("registry exited before answering")
+		case <-ctx.Done():
+			return fmt.Errorf("registry not ready after %s: %v", readyTimeout, last)
+		case <-tick.C:
+		}
+	}
+}
+
+// freePort asks the kernel for a port that is free right now.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Logs returns everything the registry has written to stdout and stderr so
+// far, for debugging failed tests.
+func (d *Distribution) Logs() string {
+	return d.logs.String()
+}
+
+// Stop kills the registry, e.g. to test a destination going away mid-run.
+// It is safe to call more than once; the test's cleanup calls it too.
+func (d *Distribution) Stop() {
+	d.stopOnce.Do(d.stopFn)
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a child
+// process's output copier and reads from tests.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns a copy of the contents.
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
