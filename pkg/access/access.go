@@ -210,3 +210,6 @@ func Host(err error) string {
 	}
 	return ""
 }
+
+// FastBackoff retries quickly; for tests that provoke failures on purpose.
+var FastBackoff = remote.Backoff{Duration: 5 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}

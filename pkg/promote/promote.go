@@ -71,6 +71,8 @@ type Result struct {
 	plan.Action
 	Status Status `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// Err is the typed error behind Error (for errors.Is/As); not in JSON.
+	Err error `json:"-"`
 }
 
 // Totals counts edges by status.
@@ -179,7 +181,7 @@ func Execute(ctx context.Context, reg Registry, p *plan.Plan, opts ...Option) (*
 		switch a.Class {
 		case plan.Copy, plan.TagOnly:
 			if err := outcomes[itemKey{a.Destination, a.Digest}].edgeErr(a.Tag); err != nil {
-				r.Status, r.Error = StatusFailed, err.Error()
+				r.Status, r.Error, r.Err = StatusFailed, err.Error(), err
 				rep.Totals.Failed++
 			} else {
 				r.Status = StatusPromoted
