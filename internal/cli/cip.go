@@ -14,21 +14,42 @@ import (
 // kpromo flags that only configure Google Cloud access: accepted so that
 // existing jobs keep working, and ignored with a notice (registry access here
 // uses the docker config and credential helpers).
-var cipIgnored = []string{"use-service-account", "key-files", "snapshot-service-account", "json-log-summary", "max-image-size", "signer-account", "max-signature-copies", "max-signature-ops"}
+var cipGoogleOnly = []string{"key-files", "snapshot-service-account", "use-service-account"}
 
-// kpromo flags whose behaviour is not available yet: refused rather than
-// silently ignored, because ignoring them would change what the job does.
-var cipUnsupported = map[string]string{
-	"snapshot":                           "use 'promoter snapshot' when available",
-	"snapshot-tag":                       "snapshots are not supported yet",
-	"minimal-snapshot":                   "snapshots are not supported yet",
-	"manifest-based-snapshot-of":         "snapshots are not supported yet",
-	"output":                             "snapshots are not supported yet",
-	"check-manifest-lists-from-snapshot": "not supported",
-	"repository":                         "not supported",
-	"use-prow-manifest-diff":             "pull-request mode is not supported yet",
-	"sign":                               "signing is not supported yet",
-	"vuln-severity-threshold":            "vulnerability checks are a Google Container Analysis feature: not supported",
+// kpromo flags that have no effect here (kpromo itself ignores
+// max-image-size): accepted and ignored with a notice.
+var cipNoEffect = []string{"json-log-summary", "max-image-size", "max-signature-copies", "max-signature-ops", "signer-account"}
+
+// kpromo flags whose behaviour is not available: refused when they ask for
+// it, rather than silently ignored, because ignoring them would change what
+// the job does. Checked in this order.
+var cipUnsupported = []struct{ flag, why string }{
+	{"check-manifest-lists-from-snapshot", "not supported"},
+	{"manifest-based-snapshot-of", "snapshots are not supported yet"},
+	{"minimal-snapshot", "snapshots are not supported yet"},
+	{"output", "snapshots are not supported yet"},
+	{"repository", "not supported"},
+	{"sign", "signing is not supported yet (pass --sign=false or drop the flag)"},
+	{"snapshot", "snapshots are not supported yet"},
+	{"snapshot-tag", "snapshots are not supported yet"},
+	{"use-prow-manifest-diff", "pull-request mode is not supported yet"},
+	{"vuln-severity-threshold", "vulnerability checks use Google Container Analysis: not supported"},
+}
+
+// asksFor reports whether a kpromo flag was given a value that requests its
+// behaviour (--sign=false or --vuln-severity-threshold=-1 ask for nothing).
+func asksFor(fs *pflag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	if f == nil || !f.Changed {
+		return false
+	}
+	switch f.Value.Type() {
+	case "bool":
+		return f.Value.String() == "true"
+	case "int":
+		return f.Value.String() != "-1" // kpromo's "off" for its int options
+	}
+	return f.Value.String() != ""
 }
 
 func newCipCmd(e *env) *cobra.Command {
@@ -43,16 +64,21 @@ func newCipCmd(e *env) *cobra.Command {
   --parse-only                               validate only (offline here)
 Google-Cloud-only flags (--use-service-account, --key-files, ...) are accepted
 and ignored with a notice. See docs/kpromo.md for the full mapping.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, name := range cipIgnored {
+			for _, name := range cipGoogleOnly {
 				if cmd.Flags().Changed(name) {
 					fmt.Fprintf(e.stderr, "notice: --%s is a Google Cloud option of kpromo and is ignored; credentials come from the docker config and credential helpers\n", name)
 				}
 			}
-			for name, why := range cipUnsupported {
+			for _, name := range cipNoEffect {
 				if cmd.Flags().Changed(name) {
-					return usageErr("--%s: %s", name, why)
+					fmt.Fprintf(e.stderr, "notice: --%s has no effect here and is ignored\n", name)
+				}
+			}
+			for _, u := range cipUnsupported {
+				if asksFor(cmd.Flags(), u.flag) {
+					return usageErr("--%s: %s", u.flag, u.why)
 				}
 			}
 			if parseOnly {
@@ -82,9 +108,10 @@ and ignored with a notice. See docs/kpromo.md for the full mapping.`,
 	for _, name := range []string{"key-files", "snapshot-service-account", "signer-account", "snapshot", "snapshot-tag", "manifest-based-snapshot-of", "output", "check-manifest-lists-from-snapshot", "repository"} {
 		cmd.Flags().String(name, "", "kpromo compatibility (see docs/kpromo.md)")
 	}
-	for _, name := range []string{"max-image-size", "max-signature-copies", "max-signature-ops", "vuln-severity-threshold"} {
+	for _, name := range []string{"max-image-size", "max-signature-copies", "max-signature-ops"} {
 		cmd.Flags().Int(name, 0, "kpromo compatibility (see docs/kpromo.md)")
 	}
+	cmd.Flags().Int("vuln-severity-threshold", -1, "kpromo compatibility (see docs/kpromo.md)")
 	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
 		if fl.Usage == "kpromo compatibility (see docs/kpromo.md)" {
 			fl.Hidden = true

@@ -66,7 +66,10 @@ func TestValidateCorpus(t *testing.T) {
 		}
 		Problems []struct {
 			Code     string
-			Position struct{ File string; Line int }
+			Position struct {
+				File string
+				Line int
+			}
 		}
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {

@@ -14,7 +14,7 @@ func newDemoCmd(e *env) *cobra.Command {
 		Long: `demo starts an embedded staging registry and two production registries on
 127.0.0.1, pushes sample images (one multi-arch), writes an example thin manifest
 directory, shows the plan, promotes, shows the report and a no-op second run.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Out = e.stdout
 			return demo.Run(cmd.Context(), o)

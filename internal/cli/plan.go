@@ -115,16 +115,14 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 	if err != nil {
 		return err
 	}
-	return planExit(res, rep.Failed() || diagErrors(res))
+	return planExit(res, rep.Failed())
 }
 
-func diagErrors(res *validate.Result) bool { return res.Stats.Errors > 0 }
-
+// planExit is the exit status of plan and run: 1 when any edge was refused
+// or failed or any input was invalid or unreadable (the readable rest was
+// still planned and promoted: one bad file never blocks the others).
 func planExit(res *validate.Result, failed bool) error {
-	switch {
-	case res.Unreadable:
-		return &ExitError{Code: ExitUsage}
-	case failed:
+	if failed || res.Unreadable {
 		return &ExitError{Code: ExitProblems}
 	}
 	return nil

@@ -50,10 +50,16 @@ type env struct {
 
 func (e *env) logger() *slog.Logger {
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(e.logLevel)); err != nil {
-		lvl = slog.LevelInfo
-	}
+	_ = lvl.UnmarshalText([]byte(e.logLevel)) // checked in PersistentPreRunE
 	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+// noArgs rejects positional arguments as a usage error (exit 2).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErr("%s takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
 }
 
 // interactive reports whether stderr is a terminal (progress is then drawn
@@ -82,6 +88,13 @@ registry.`,
 			return usageErr("unknown command %q for promoter (see promoter --help)", args[0])
 		}
 		return cmd.Help()
+	}
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(e.logLevel)); err != nil {
+			return usageErr("--log-level %q: want debug, info, warn or error", e.logLevel)
+		}
+		return nil
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: ExitUsage, Err: err} })
 	root.SetOut(stdout)

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -21,6 +23,21 @@ import (
 
 // UserAgent is sent with every request.
 const UserAgent = "imgpromoter"
+
+// RetryStatusCodes are the HTTP answers retried (with backoff) by the one
+// retrying layer, go-containerregistry's retry transport: request timeout,
+// rate limiting, and the server-side and proxy failures that are transient.
+// Connection resets, unexpected EOFs and timeouts are retried too.
+var RetryStatusCodes = []int{
+	http.StatusRequestTimeout,      // 408
+	http.StatusTooManyRequests,     // 429
+	499,                            // nginx: client closed request
+	http.StatusInternalServerError, // 500
+	http.StatusBadGateway,          // 502
+	http.StatusServiceUnavailable,  // 503
+	http.StatusGatewayTimeout,      // 504
+	522,                            // Cloudflare: connection timed out
+}
 
 // options holds every setting of a Client; defaults live in defaults().
 type options struct {
@@ -36,8 +53,8 @@ func defaults() options {
 	return options{
 		keychain:  authn.DefaultKeychain,
 		transport: remote.DefaultTransport,
-		// Retries are done here and nowhere else: 429, 5xx, 408 and
-		// connection resets, with jittered exponential backoff.
+		// Retries are done here and nowhere else (see RetryStatusCodes),
+		// with jittered exponential backoff.
 		backoff: remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2.5, Jitter: 0.3, Steps: 5},
 		jobs:    4,
 		logger:  slog.New(slog.DiscardHandler),
@@ -53,8 +70,9 @@ type Option func(*options)
 // to.
 func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }
 
-// WithInsecureRegistries names hosts (host or host:port) spoken to over plain
-// HTTP. localhost and 127.0.0.1 always are.
+// WithInsecureRegistries names hosts (host or host:port) that may be spoken
+// to over plain HTTP. Loopback hosts (localhost, 127.0.0.0/8, ::1, with or
+// without a port) always may.
 func WithInsecureRegistries(hosts ...string) Option {
 	return func(o *options) { o.insecure = append(o.insecure, hosts...) }
 }
@@ -94,11 +112,15 @@ func New(opts ...Option) (*Client, error) {
 			return nil, fmt.Errorf("insecure registry %q: %w", h, err)
 		}
 	}
-	c := &Client{o: o, counter: newCounter(o.transport)}
+	for i, h := range o.insecure {
+		o.insecure[i] = strings.ToLower(h)
+	}
+	c := &Client{o: o, counter: newCounter(o.transport, o.logger)}
 	ropts := []remote.Option{
 		remote.WithTransport(c.counter),
 		remote.WithAuthFromKeychain(o.keychain),
 		remote.WithRetryBackoff(o.backoff),
+		remote.WithRetryStatusCodes(RetryStatusCodes...),
 		remote.WithJobs(o.jobs),
 		remote.WithUserAgent(UserAgent),
 	}
@@ -117,7 +139,8 @@ func (c *Client) Counter() *Counter { return c.counter }
 
 // Repo applies the client's plain-HTTP settings to a repository name.
 func (c *Client) Repo(r name.Repository) name.Repository {
-	if !slices.Contains(c.o.insecure, r.RegistryStr()) {
+	host := strings.ToLower(r.RegistryStr())
+	if !IsLoopback(host) && !slices.Contains(c.o.insecure, host) {
 		return r
 	}
 	ir, err := name.NewRepository(r.Name(), name.Insecure, name.StrictValidation)
@@ -173,6 +196,21 @@ func (c *Client) Push(ctx context.Context, ref name.Reference, t remote.Taggable
 // be in the repository (used to add a tag to a complete image).
 func (c *Client) Put(ctx context.Context, ref name.Reference, t remote.Taggable) error {
 	return c.pusher.Put(ctx, c.ref(ref), t)
+}
+
+// IsLoopback reports whether a registry host (with or without port) is on
+// this machine: localhost, *.localhost, 127.0.0.0/8 or ::1.
+func IsLoopback(host string) bool {
+	h := host
+	if sh, _, err := net.SplitHostPort(host); err == nil {
+		h = sh
+	}
+	h = strings.Trim(h, "[]")
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // IsNotFound reports whether err is a registry's "does not exist" answer.

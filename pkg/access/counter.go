@@ -2,6 +2,7 @@ package access
 
 import (
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -27,15 +28,17 @@ type hostCounters struct {
 	requests, blobReads, bytesRead, blobUploads, blobMounts, bytesUploaded, manifestPuts atomic.Int64
 }
 
-// Counter is an http.RoundTripper that counts requests per host.
+// Counter is an http.RoundTripper that counts requests per host. It sits
+// below the retry layer, so it sees (and logs) every attempt.
 type Counter struct {
 	next  http.RoundTripper
+	log   *slog.Logger
 	mu    sync.Mutex
 	hosts map[string]*hostCounters
 }
 
-func newCounter(next http.RoundTripper) *Counter {
-	return &Counter{next: next, hosts: map[string]*hostCounters{}}
+func newCounter(next http.RoundTripper, log *slog.Logger) *Counter {
+	return &Counter{next: next, log: log, hosts: map[string]*hostCounters{}}
 }
 
 func (c *Counter) host(h string) *hostCounters {
@@ -60,7 +63,14 @@ func (c *Counter) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := c.next.RoundTrip(req)
 	if err != nil {
+		if req.Context().Err() == nil {
+			c.log.Warn("registry request failed (retried if transient)", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path, "error", err)
+		}
 		return resp, err
+	}
+	if slices.Contains(RetryStatusCodes, resp.StatusCode) {
+		c.log.Warn("registry answered with a transient error (retried)", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path,
+			"status", resp.StatusCode, "retryAfter", resp.Header.Get("Retry-After"))
 	}
 	switch {
 	case isUpload && req.Method == http.MethodPut && resp.StatusCode == http.StatusCreated:

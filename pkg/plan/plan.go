@@ -149,15 +149,19 @@ func Make(ctx context.Context, r Reader, v *validate.Result, opts ...Option) (*P
 		o(&cfg)
 	}
 	p := &planner{r: r, cfg: cfg, tags: map[string]tagList{}, heads: map[refKey]headResult{}}
+	log := cfg.logger
 	if err := p.listDestinations(ctx, v.Groups); err != nil {
 		return nil, err
 	}
+	log.Debug("listed destination repositories", "repositories", len(p.tags))
 	if err := p.headDestinations(ctx, v.Groups); err != nil {
 		return nil, err
 	}
+	log.Debug("read destination manifests", "requests", len(p.heads))
 	if err := p.headSources(ctx, v.Groups); err != nil {
 		return nil, err
 	}
+	log.Debug("checked source digests", "requests", len(p.heads))
 	out := &Plan{SchemaVersion: SchemaVersion, Stats: v.Stats, Counts: Counts{}, Problems: v.Problems, Actions: []Action{}}
 	byReg := map[string]Counts{}
 	for _, g := range v.Groups {
@@ -271,7 +275,26 @@ func (p *planner) headDestinations(ctx context.Context, groups []*edge.Group) er
 			}
 		}
 	}
-	return p.headAll(ctx, want)
+	if err := p.headAll(ctx, want); err != nil {
+		return err
+	}
+	// A tag listed but gone by the time of its HEAD (deleted in between)
+	// counts as missing: then the digest's presence decides copy or tag.
+	again := map[refKey]name.Reference{}
+	for _, g := range groups {
+		for _, d := range g.Dests {
+			dk := refKey{d.Name(), g.Digest.String()}
+			if _, known := p.heads[dk]; known {
+				continue
+			}
+			for _, t := range g.Tags {
+				if h, ok := p.heads[refKey{d.Name(), t.Name}]; ok && h.err == nil && h.desc == nil {
+					again[dk] = d.Digest(g.Digest.String())
+				}
+			}
+		}
+	}
+	return p.headAll(ctx, again)
 }
 
 // headSources checks that every digest to be copied is in the source.
@@ -402,9 +425,9 @@ func (p *planner) missingTagClass(d name.Repository, g *edge.Group, imageClass C
 		return Error, "reading destination: " + h.err.Error()
 	case h.desc != nil:
 		return TagOnly, ""
-	case imageClass == Promoted:
-		return Copy, "" // not reached: absent digest means imageClass is Copy
 	default:
+		// The digest is absent (headDestinations resolved it for every
+		// edge whose tag is missing), so imageClass is Copy or a refusal.
 		return imageClass, imageReason
 	}
 }

@@ -3,6 +3,8 @@ package plan_test
 import (
 	"context"
 	"fmt"
+	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,6 +202,27 @@ func TestUnreachableDestinationOnlyFailsItsEdges(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]plan.Class{prod + "/p/app:1.0": plan.Copy, "127.0.0.1:1/p/app:1.0": plan.Error}
+	if diff := cmp.Diff(want, classes(p)); diff != "" {
+		t.Errorf("classes (-want +got):\n%s", diff)
+	}
+}
+
+func TestTagListedButGoneIsPlannedFromTheDigest(t *testing.T) {
+	staging := testenv.InProcessRegistry(t)
+	upstream := testenv.InProcessRegistry(t)
+	d := testenv.PushImage(t, staging+"/s/app", 1)
+	other := testenv.PushImage(t, staging+"/s/other", 2)
+	// The tag list names "1.0", but the tag is deleted before its HEAD
+	// (simulated: every HEAD of it answers 404).
+	testenv.PushImage(t, upstream+"/p/app:1.0", 1)
+	testenv.PushImage(t, upstream+"/p/other:2.0", 3)
+	prod := testenv.NewFaultProxy(t, upstream,
+		testenv.FaultRule{Method: http.MethodHead, Path: `/manifests/(1\.0|2\.0)$`, First: 1, Last: math.MaxInt, Kind: testenv.FaultStatus, Status: http.StatusNotFound})
+	p := makePlan(t, fmt.Sprintf("registries:\n- name: %s/s\n  src: true\n- name: %s/p\nimages:\n- name: app\n  dmap:\n    %q: [\"1.0\"]\n- name: other\n  dmap:\n    %q: [\"2.0\"]\n", staging, prod.Host(), d, other))
+	want := map[string]plan.Class{
+		prod.Host() + "/p/app:1.0":   plan.TagOnly, // the digest is there: tag it
+		prod.Host() + "/p/other:2.0": plan.Copy,    // the digest is not: copy it
+	}
 	if diff := cmp.Diff(want, classes(p)); diff != "" {
 		t.Errorf("classes (-want +got):\n%s", diff)
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imgpromoter/promoter/pkg/access"
+	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/plan"
 )
 
@@ -95,10 +96,16 @@ type Report struct {
 	Hosts         []access.HostStats `json:"hosts"`
 	// Results lists every edge that was not already present, sorted.
 	Results []Result `json:"results"`
+	// Problems are the plan's validation problems: the entries they name
+	// were excluded from the run.
+	Problems []diag.Problem `json:"problems"`
 }
 
-// Failed reports whether any edge was refused or failed.
-func (r *Report) Failed() bool { return r.Totals.Refused > 0 || r.Totals.Failed > 0 }
+// Failed reports whether any edge was refused or failed, or any entry was
+// excluded as invalid.
+func (r *Report) Failed() bool {
+	return r.Totals.Refused > 0 || r.Totals.Failed > 0 || diag.Errors(r.Problems) > 0
+}
 
 // Progress receives a line per finished item; it may be nil.
 type Progress func(done, total int, item plan.Item, err error)
@@ -170,7 +177,10 @@ func Execute(ctx context.Context, reg Registry, p *plan.Plan, opts ...Option) (*
 	for i, it := range p.Work {
 		outcomes[itemKey{it.Dest.Name(), it.Group.Digest.String()}] = failures[i]
 	}
-	rep := &Report{SchemaVersion: plan.SchemaVersion, Images: int(copies.Load()), Results: []Result{}}
+	rep := &Report{SchemaVersion: plan.SchemaVersion, Images: int(copies.Load()), Results: []Result{}, Problems: p.Problems}
+	if rep.Problems == nil {
+		rep.Problems = []diag.Problem{}
+	}
 	for c, n := range p.Counts {
 		if c == plan.Promoted {
 			rep.Totals.Present += n

@@ -85,7 +85,7 @@ func Plan(w io.Writer, f Format, p *plan.Plan) error {
 	}
 	var b strings.Builder
 	s := p.Stats
-	fmt.Fprintf(&b, "Plan: %d edges from %d manifests (%d images, %d digests, %d tags)\n", p.Counts.Total(), s.Manifests, s.Images, s.Digests, s.Tags)
+	fmt.Fprintf(&b, "Plan: %s from %s (%s, %s, %s)\n", plural(p.Counts.Total(), "edge"), plural(s.Manifests, "manifest"), plural(s.Images, "image"), plural(s.Digests, "digest"), plural(s.Tags, "tag"))
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, c := range plan.Classes {
 		fmt.Fprintf(tw, "  %s\t%d\n", classLabel[c], p.Counts[c])
@@ -188,6 +188,13 @@ func planMarkdown(w io.Writer, p *plan.Plan) error {
 	return err
 }
 
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
 func mdEscape(s string) string {
 	return strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;").Replace(s)
 }
@@ -222,6 +229,11 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 				line += " (" + res.Position.String() + ")"
 			}
 			b.WriteString(line + "\n")
+		}
+	}
+	for _, pr := range r.Problems {
+		if pr.Severity == diag.SeverityError {
+			b.WriteString("excluded  " + pr.String() + "\n")
 		}
 	}
 	if t.Promoted == 0 && t.Refused == 0 && t.Failed == 0 {
