@@ -45,6 +45,7 @@ type options struct {
 	insecure  []string
 	transport http.RoundTripper
 	backoff   remote.Backoff
+	maxWait   time.Duration
 	jobs      int
 	logger    *slog.Logger
 }
@@ -56,6 +57,7 @@ func defaults() options {
 		// Retries are done here and nowhere else (see RetryStatusCodes),
 		// with jittered exponential backoff.
 		backoff: remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2.5, Jitter: 0.3, Steps: 5},
+		maxWait: 60 * time.Second,
 		jobs:    4,
 		logger:  slog.New(slog.DiscardHandler),
 	}
@@ -82,6 +84,10 @@ func WithTransport(t http.RoundTripper) Option { return func(o *options) { o.tra
 
 // WithRetryBackoff sets the retry schedule. Steps is the number of attempts.
 func WithRetryBackoff(b remote.Backoff) Option { return func(o *options) { o.backoff = b } }
+
+// WithMaxRetryWait caps how long a Retry-After answer can make a retry wait
+// (default 60s).
+func WithMaxRetryWait(d time.Duration) Option { return func(o *options) { o.maxWait = d } }
 
 // WithBlobJobs sets how many blobs of one image are transferred at once.
 func WithBlobJobs(n int) Option { return func(o *options) { o.jobs = n } }
@@ -115,12 +121,22 @@ func New(opts ...Option) (*Client, error) {
 	for i, h := range o.insecure {
 		o.insecure[i] = strings.ToLower(h)
 	}
+	if o.backoff.Steps < 1 {
+		o.backoff.Steps = 1
+	}
 	c := &Client{o: o, counter: newCounter(o.transport, o.logger)}
+	rt := &retryTransport{next: c.counter, backoff: o.backoff, maxRetryWait: o.maxWait, log: o.logger}
+	// go-containerregistry's own retry transport is left with no status
+	// codes and a predicate that refuses what rt already retried: retries
+	// happen in rt (see retry.go).
+	upload := o.backoff
+	upload.Steps = min(upload.Steps, 3)
 	ropts := []remote.Option{
-		remote.WithTransport(c.counter),
+		remote.WithTransport(rt),
 		remote.WithAuthFromKeychain(o.keychain),
-		remote.WithRetryBackoff(o.backoff),
-		remote.WithRetryStatusCodes(RetryStatusCodes...),
+		remote.WithRetryBackoff(upload),
+		remote.WithRetryStatusCodes(),
+		remote.WithRetryPredicate(upperPredicate),
 		remote.WithJobs(o.jobs),
 		remote.WithUserAgent(UserAgent),
 	}

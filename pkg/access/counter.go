@@ -63,14 +63,10 @@ func (c *Counter) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := c.next.RoundTrip(req)
 	if err != nil {
-		if req.Context().Err() == nil {
-			c.log.Warn("registry request failed (retried if transient)", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path, "error", err)
-		}
+		// Not a warning: go-containerregistry probes HTTPS before plain
+		// HTTP on loopback hosts, and that probe fails on every run.
+		c.log.Debug("registry request failed", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path, "error", err)
 		return resp, err
-	}
-	if slices.Contains(RetryStatusCodes, resp.StatusCode) {
-		c.log.Warn("registry answered with a transient error (retried)", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path,
-			"status", resp.StatusCode, "retryAfter", resp.Header.Get("Retry-After"))
 	}
 	switch {
 	case isUpload && req.Method == http.MethodPut && resp.StatusCode == http.StatusCreated:

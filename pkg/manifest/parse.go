@@ -92,13 +92,19 @@ func parseBytes(path string, data []byte) (*yaml.Node, *diag.Problem) {
 		}
 		return nil, bad(line, "more than one YAML document in the file")
 	}
+	root := &doc
 	if doc.Kind == yaml.DocumentNode {
 		if len(doc.Content) == 0 {
 			return nil, nil
 		}
-		return doc.Content[0], nil
+		root = doc.Content[0]
 	}
-	return &doc, nil
+	// A document with nothing in it ("---" and comments) is an empty file,
+	// not a null value.
+	if root.Kind == yaml.ScalarNode && root.Style == 0 && root.Value == "" && isNull(root) {
+		return nil, nil
+	}
+	return root, nil
 }
 
 func validPrefix(b []byte) int {
@@ -318,6 +324,7 @@ func (w *walker) image(n *yaml.Node, index int) Image {
 				if v := n.Content[i+1]; v.Kind == yaml.ScalarNode && !isNull(v) {
 					entry = "image " + v.Value
 				}
+				break // the first name is the one read; a second is a duplicate key
 			}
 		}
 	}

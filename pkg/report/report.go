@@ -214,6 +214,11 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 				fmt.Fprintf(&b, "- **%s** `%s`: %s\n", res.Status, target(res.Action), mdEscape(res.Error))
 			}
 		}
+		for _, pr := range r.Problems {
+			if pr.Severity == diag.SeverityError {
+				fmt.Fprintf(&b, "- **excluded** `%s`: %s\n", pr.Pos.String(), mdEscape(pr.Message))
+			}
+		}
 		_, err := io.WriteString(w, b.String())
 		return err
 	}

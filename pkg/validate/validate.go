@@ -332,16 +332,18 @@ func (v *validator) conflicts() {
 				if peer.g.Digest == g.Digest {
 					peer = o
 				}
+				// The problem sits at the earlier place and names what is there.
 				a, b := t.Pos, peer.pos
 				da, db := g.Digest, peer.g.Digest
+				image := g.Image
 				if b.Compare(a) < 0 {
-					a, b, da, db = b, a, db, da
+					a, b, da, db, image = b, a, db, da, peer.g.Image
 				}
 				if reported[[2]diag.Position{a, b}] {
 					continue
 				}
 				reported[[2]diag.Position{a, b}] = true
-				v.res.Problems = append(v.res.Problems, diag.Problem{Pos: a, Severity: diag.SeverityError, Code: diag.CodeConflict, Entry: g.Image + ":" + t.Name,
+				v.res.Problems = append(v.res.Problems, diag.Problem{Pos: a, Severity: diag.SeverityError, Code: diag.CodeConflict, Entry: image + ":" + t.Name,
 					Message: fmt.Sprintf("tag %s in %s is wanted with %s here and with %s at %s; the tag is refused for both", t.Name, dest, da, db, b), Related: &b})
 			}
 		}

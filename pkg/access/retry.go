@@ -1,0 +1,158 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// retryTransport is the one layer that retries registry requests: transient
+// status codes (RetryStatusCodes) and transient network errors, with jittered
+// exponential backoff, honouring Retry-After, and waiting in a way that
+// context cancellation interrupts at once.
+//
+// Requests inside a blob upload session (PATCH, and PUT to the session) are
+// not retried here: replaying them against a session that already received
+// part of the blob is rejected by registries. go-containerregistry retries the
+// whole upload instead (a new session, the blob read again), which is the
+// only other place a retry happens; errors already retried here are marked
+// (exhaustedError) so that it never retries them again.
+type retryTransport struct {
+	next         http.RoundTripper
+	backoff      remote.Backoff
+	maxRetryWait time.Duration
+	log          *slog.Logger
+}
+
+// exhaustedError marks an error this layer has already retried.
+type exhaustedError struct{ err error }
+
+func (e *exhaustedError) Error() string { return e.err.Error() }
+func (e *exhaustedError) Unwrap() error { return e.err }
+
+// isTransient reports whether a network-level error is worth retrying.
+func isTransient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+// upperPredicate is given to go-containerregistry: it retries a whole blob
+// upload after a transient failure that this layer could not retry itself.
+func upperPredicate(err error) bool {
+	var ex *exhaustedError
+	if errors.As(err, &ex) {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return slices.Contains(RetryStatusCodes, te.StatusCode)
+	}
+	return isTransient(err)
+}
+
+// inUploadSession reports whether a request continues an upload session.
+func inUploadSession(req *http.Request) bool {
+	if req.Method != http.MethodPatch && req.Method != http.MethodPut {
+		return false
+	}
+	_, rest, ok := strings.Cut(req.URL.Path, "/blobs/uploads/")
+	return ok && rest != ""
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	replayable := (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil) && !inUploadSession(req)
+	delay := t.backoff.Duration
+	for attempt := 1; ; attempt++ {
+		resp, err := t.next.RoundTrip(req)
+		transient := isTransient(err) || (err == nil && slices.Contains(RetryStatusCodes, resp.StatusCode))
+		if !transient || !replayable {
+			return resp, err
+		}
+		if attempt >= t.backoff.Steps {
+			if err != nil {
+				return nil, &exhaustedError{fmt.Errorf("after %d attempts: %w", attempt, err)}
+			}
+			// The registry's typed error (code, status), marked as retried.
+			terr := transport.CheckError(resp)
+			resp.Body.Close()
+			return nil, &exhaustedError{terr}
+		}
+		wait := jitter(delay, t.backoff.Jitter)
+		delay = time.Duration(float64(delay) * t.backoff.Factor)
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+			if ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+				wait = max(wait, min(ra, t.maxRetryWait))
+			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		t.log.Warn("retrying registry request", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path,
+			"attempt", attempt, "status", status, "error", errString(err), "wait", wait.Round(time.Millisecond))
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+		if req.GetBody != nil {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, gerr
+			}
+			req = req.Clone(ctx)
+			req.Body = body
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func jitter(d time.Duration, factor float64) time.Duration {
+	if factor <= 0 {
+		return d
+	}
+	return d + time.Duration(rand.Float64()*factor*float64(d))
+}
+
+// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(0, t.Sub(now)), true
+	}
+	return 0, false
+}

@@ -1,0 +1,3 @@
+package tools
+
+import _ "example.com/nope"
