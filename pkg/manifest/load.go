@@ -215,7 +215,11 @@ func LoadThinDir(root string) ([]*Manifest, []diag.Problem) {
 			ok = err == nil
 		}
 		if !ok {
-			layout(mpath, "project %s has no images file (expected %s)", p, filepath.Join(root, ThinImagesDir, p, ThinImagesFile))
+			expected := filepath.Join(root, ThinImagesDir, p, ThinImagesFile)
+			if imagesPath != "" {
+				expected = ipath + " (from imagesPath)"
+			}
+			layout(mpath, "project %s has no images file (expected %s)", p, expected)
 			m.ImagesFile = ""
 			out = append(out, m)
 			continue

@@ -238,7 +238,7 @@ func TestLoadThinDirLayout(t *testing.T) {
 				"manifests/a/promoter-manifest.yaml": "registries: [\n",
 				"images/a/images.yaml":               thinImages,
 			},
-			want: []prob{{Pos: "manifests/a/promoter-manifest.yaml", Code: diag.CodeUnreadable, Msg: "not valid YAML"}},
+			want: []prob{{Pos: "manifests/a/promoter-manifest.yaml:1", Code: diag.CodeUnreadable, Msg: "not valid YAML"}},
 		},
 		{
 			name: "empty and comment-only files",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -82,7 +83,7 @@ func parseBytes(path string, data []byte) (*yaml.Node, *diag.Problem) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil // empty or only comments
 		}
-		return nil, bad(0, "not valid YAML: %v", err)
+		return nil, bad(yamlErrorLine(err), "not valid YAML: %v", err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -105,6 +106,18 @@ func parseBytes(path string, data []byte) (*yaml.Node, *diag.Problem) {
 		return nil, nil
 	}
 	return root, nil
+}
+
+// yamlLineRE finds the line in the YAML library's syntax errors, which are
+// not typed; the line is only used to place the problem.
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+):`)
+
+func yamlErrorLine(err error) int {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
 }
 
 func validPrefix(b []byte) int {

@@ -487,7 +487,7 @@ func TestLoadSortsAndCollects(t *testing.T) {
 	}
 	want := []prob{
 		{Pos: "a.yaml:8:1", Code: diag.CodeSyntax, Msg: `unknown key "oops"`},
-		{Pos: "c.yaml", Code: diag.CodeUnreadable, Msg: "not valid YAML"},
+		{Pos: "c.yaml:1", Code: diag.CodeUnreadable, Msg: "not valid YAML"},
 	}
 	if d := diffProbs(root, set.Problems, want); d != "" {
 		t.Error(d)

@@ -330,10 +330,10 @@ func TestNotYAML(t *testing.T) {
 		{"two documents, the second empty", strictHeader + "---\n", 6, "more than one YAML document"},
 		{"two documents, the first marked", "---\n" + strictHeader + "---\n" + strictHeader, 7, "more than one YAML document"},
 		{"a broken second document", strictHeader + "---\n[\n", 0, "not valid YAML"},
-		{"unclosed flow list", "registries: [\n", 0, "not valid YAML"},
-		{"tab indentation", "registries:\n\t- name: x\n", 0, "not valid YAML"},
+		{"unclosed flow list", "registries: [\n", 1, "not valid YAML"},
+		{"tab indentation", "registries:\n\t- name: x\n", 2, "not valid YAML"},
 		{"unknown alias", "registries: *nope\n", 0, "not valid YAML"},
-		{"bad indentation", "registries:\n  - name: x\n src: true\n", 0, "not valid YAML"},
+		{"bad indentation", "registries:\n  - name: x\n src: true\n", 2, "not valid YAML"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,7 +23,7 @@ import (
 
 // SchemaVersion is the version of the JSON form of Plan and of the run
 // report. It changes only when a field is removed or changes meaning.
-const SchemaVersion = 1
+const SchemaVersion = validate.SchemaVersion
 
 // Class is what happens to one edge.
 type Class string
@@ -162,7 +162,10 @@ func Make(ctx context.Context, r Reader, v *validate.Result, opts ...Option) (*P
 		return nil, err
 	}
 	log.Debug("checked source digests", "requests", len(p.heads))
-	out := &Plan{SchemaVersion: SchemaVersion, Stats: v.Stats, Counts: Counts{}, Problems: v.Problems, Actions: []Action{}}
+	out := &Plan{SchemaVersion: SchemaVersion, Stats: v.Stats, Counts: Counts{}, Problems: v.Problems, Actions: []Action{}, Destinations: []DestinationSummary{}}
+	if out.Problems == nil {
+		out.Problems = []diag.Problem{}
+	}
 	byReg := map[string]Counts{}
 	for _, g := range v.Groups {
 		for _, d := range g.Dests {

@@ -31,10 +31,15 @@ type Stats struct {
 	Warnings   int `json:"warnings"`
 }
 
+// SchemaVersion is the version of the JSON forms (validation, plan, run
+// report). It changes only when a field is removed or changes meaning.
+const SchemaVersion = 1
+
 // Result is the outcome of validating a manifest set.
 type Result struct {
-	Stats    Stats          `json:"stats"`
-	Problems []diag.Problem `json:"problems"`
+	SchemaVersion int            `json:"schemaVersion"`
+	Stats         Stats          `json:"stats"`
+	Problems      []diag.Problem `json:"problems"`
 	// Groups are the valid promotions, sorted.
 	Groups []*edge.Group `json:"-"`
 	// Unreadable is true when some input could not be read at all.
@@ -44,7 +49,8 @@ type Result struct {
 // Validate checks the set and returns its valid edge groups and all problems
 // (including those found while reading), sorted by position.
 func Validate(set *manifest.Set) *Result {
-	v := &validator{res: &Result{Problems: slices.Clone(set.Problems), Unreadable: set.Unreadable()}, groups: map[groupKey]*edge.Group{}}
+	probs := append([]diag.Problem{}, set.Problems...) // never null in JSON
+	v := &validator{res: &Result{SchemaVersion: SchemaVersion, Problems: probs, Unreadable: set.Unreadable()}, groups: map[groupKey]*edge.Group{}}
 	for _, m := range set.Manifests {
 		v.manifest(m)
 	}

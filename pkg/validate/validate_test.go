@@ -519,7 +519,7 @@ func TestReadProblemsKept(t *testing.T) {
 	if !res.Unreadable {
 		t.Error("Unreadable = false, want true")
 	}
-	if d := diffProbs(dir, res.Problems, []prob{{Pos: "b.yaml", Code: diag.CodeUnreadable, Msg: "not valid YAML"}}); d != "" {
+	if d := diffProbs(dir, res.Problems, []prob{{Pos: "b.yaml:1", Code: diag.CodeUnreadable, Msg: "not valid YAML"}}); d != "" {
 		t.Error(d)
 	}
 	if len(res.Groups) != 1 {
