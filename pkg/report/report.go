@@ -97,9 +97,9 @@ func Plan(w io.Writer, f Format, p *plan.Plan) error {
 	if len(p.Destinations) > 0 {
 		b.WriteString("\nPer destination registry:\n")
 		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "  registry\tcopy\ttag\tpromoted\trefused\terror\t\n")
+		fmt.Fprintf(tw, "  registry\tcopy\ttag\tpromoted\trefused\terror\n")
 		for _, d := range p.Destinations {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t\n", d.Registry, d.Counts[plan.Copy], d.Counts[plan.TagOnly], d.Counts[plan.Promoted],
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\n", d.Registry, d.Counts[plan.Copy], d.Counts[plan.TagOnly], d.Counts[plan.Promoted],
 				d.Counts[plan.Conflict]+d.Counts[plan.MissingSource], d.Counts[plan.Error])
 		}
 		tw.Flush()
@@ -208,7 +208,7 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 	t := r.Totals
 	if f == Markdown {
 		fmt.Fprintf(&b, "### Promotion run: %d promoted, %d already there, %d refused, %d failed\n\n", t.Promoted, t.Present, t.Refused, t.Failed)
-		fmt.Fprintf(&b, "%d images copied, %d blobs uploaded (%s), %d blobs mounted, in %s\n\n", r.Images, r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
+		fmt.Fprintf(&b, "%s copied, %d blobs uploaded (%s), %d blobs mounted, in %s\n\n", plural(r.Images, "image"), r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
 		for _, res := range r.Results {
 			if res.Status == promote.StatusFailed || res.Status == promote.StatusRefused {
 				fmt.Fprintf(&b, "- **%s** `%s`: %s\n", res.Status, target(res.Action), mdEscape(res.Error))
@@ -244,8 +244,8 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 	if t.Promoted == 0 && t.Refused == 0 && t.Failed == 0 {
 		b.WriteString("Nothing to do: every edge is already promoted.\n")
 	}
-	fmt.Fprintf(&b, "Run: %d edges promoted, %d already there, %d refused, %d failed; %d images copied, %d blobs uploaded (%s), %d mounted; %s\n",
-		t.Promoted, t.Present, t.Refused, t.Failed, r.Images, r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
+	fmt.Fprintf(&b, "Run: %d edges promoted, %d already there, %d refused, %d failed; %s copied, %d blobs uploaded (%s), %d mounted; %s\n",
+		t.Promoted, t.Present, t.Refused, t.Failed, plural(r.Images, "image"), r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
