@@ -62,26 +62,31 @@ func LoadFile(path string) (*Manifest, []diag.Problem) {
 		m.Broken = true
 		return m, []diag.Problem{{Pos: m.Pos, Severity: diag.SeverityError, Code: diag.CodeSyntax, Message: "manifest is empty: it needs registries and images"}}
 	}
-	sawRegistries := false
-	w.fields(root, "a manifest", "", map[string]func(k, v *yaml.Node){
-		"registries": func(k, v *yaml.Node) {
-			sawRegistries = true
-			m.Pos = w.pos(k)
-			var good bool
-			m.Registries, good = w.registries(v)
-			m.Broken = m.Broken || !good
-		},
+	w.manifestFields(root, m, "a manifest", map[string]func(k, v *yaml.Node){
 		"images": func(_, v *yaml.Node) { m.Images = w.images(v) },
 	})
+	return m, w.problems
+}
+
+// manifestFields reads the top-level mapping of a manifest: "registries"
+// plus the format's other keys. Without registries there is no source: the
+// manifest is excluded here, once, rather than again by every later check.
+func (w *walker) manifestFields(root *yaml.Node, m *Manifest, what string, other map[string]func(k, v *yaml.Node)) {
+	sawRegistries := false
+	other["registries"] = func(k, v *yaml.Node) {
+		sawRegistries = true
+		m.Pos = w.pos(k)
+		var good bool
+		m.Registries, good = w.registries(v)
+		m.Broken = m.Broken || !good
+	}
+	w.fields(root, what, "", other)
 	if !sawRegistries {
-		// Without registries there is no source: the manifest is excluded
-		// here, once, rather than again by every later check.
 		m.Broken = true
-		if root.Kind == yaml.MappingNode && !w.exploded {
-			w.errorf(root, "", "manifest has no registries")
+		if root.Kind == yaml.MappingNode && !w.exploded { // otherwise already reported
+			w.errorf(root, "", "%s has no registries", what[2:])
 		}
 	}
-	return m, w.problems
 }
 
 // parseThinManifest reads a promoter-manifest.yaml: registries and the
@@ -96,15 +101,7 @@ func parseThinManifest(path string) (m *Manifest, imagesPath string, probs []dia
 		m.Broken = true
 		return m, "", []diag.Problem{{Pos: m.Pos, Severity: diag.SeverityError, Code: diag.CodeSyntax, Message: "promoter manifest is empty: it needs registries"}}
 	}
-	sawRegistries := false
-	w.fields(root, "a promoter manifest", "", map[string]func(k, v *yaml.Node){
-		"registries": func(k, v *yaml.Node) {
-			sawRegistries = true
-			m.Pos = w.pos(k)
-			var good bool
-			m.Registries, good = w.registries(v)
-			m.Broken = m.Broken || !good
-		},
+	w.manifestFields(root, m, "a promoter manifest", map[string]func(k, v *yaml.Node){
 		"imagesPath": func(k, v *yaml.Node) {
 			s, ok := w.str(v, "imagesPath", "")
 			if !ok {
@@ -115,12 +112,6 @@ func parseThinManifest(path string) (m *Manifest, imagesPath string, probs []dia
 				Message: "imagesPath is deprecated (kpromo reads images/<project>/images.yaml): move the images there and remove the key"})
 		},
 	})
-	if !sawRegistries {
-		m.Broken = true
-		if root.Kind == yaml.MappingNode && !w.exploded { // otherwise already reported
-			w.errorf(root, "", "promoter manifest has no registries")
-		}
-	}
 	return m, imagesPath, w.problems
 }
 
