@@ -101,6 +101,7 @@ and ignored with a notice. See docs/kpromo.md for the full mapping.`,
 	cmd.Flags().BoolVar(&parseOnly, "parse-only", false, "only check that the manifests are valid (offline)")
 	cmd.Flags().IntVar(&f.jobs, "threads", 8, "images handled at once")
 	cmd.Flags().StringArrayVar(&f.insecure, "insecure-registry", nil, "registry host to reach over plain HTTP")
+	f.registerLimits(cmd)
 	f.output = "text"
 	for _, name := range []string{"use-service-account", "json-log-summary", "minimal-snapshot", "use-prow-manifest-diff", "sign"} {
 		cmd.Flags().Bool(name, false, "kpromo compatibility (see docs/kpromo.md)")

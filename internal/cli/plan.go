@@ -12,6 +12,7 @@ import (
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
 	"github.com/imgpromoter/promoter/pkg/report"
+	"github.com/imgpromoter/promoter/pkg/transfer"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -22,16 +23,27 @@ type promoteFlags struct {
 	jobs     int
 	insecure []string
 	confirm  bool
+
+	hostConcurrency int
+	hostRate        float64
+	maxRetryWait    time.Duration
 }
 
 func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
 	f.in.register(cmd)
 	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text, json or markdown")
 	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", 8, "images (and registry requests) handled at once")
-	cmd.Flags().StringArrayVar(&f.insecure, "insecure-registry", nil, "registry host to reach over plain HTTP (localhost and 127.0.0.1 always are)")
+	cmd.Flags().StringArrayVar(&f.insecure, "insecure-registry", nil, "registry host to reach over plain HTTP (loopback hosts always are)")
+	f.registerLimits(cmd)
 	if withConfirm {
 		cmd.Flags().BoolVar(&f.confirm, "confirm", false, "execute the plan (without it, only plan)")
 	}
+}
+
+func (f *promoteFlags) registerLimits(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&f.hostConcurrency, "host-concurrency", 16, "requests in flight to one registry host")
+	cmd.Flags().Float64Var(&f.hostRate, "host-rate", 0, "requests per second to one registry host (0: unlimited; a 429 answer slows that host down anyway)")
+	cmd.Flags().DurationVar(&f.maxRetryWait, "max-retry-wait", time.Minute, "longest wait a registry's Retry-After answer can impose before a retry")
 }
 
 func newPlanCmd(e *env) *cobra.Command {
@@ -85,7 +97,8 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 	}
 	log := e.logger()
 	res := validate.Validate(manifest.Load(inputs))
-	client, err := access.New(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log))
+	client, err := access.New(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log),
+		access.WithHostLimits(access.HostLimits{Concurrency: f.hostConcurrency, Rate: f.hostRate}), access.WithMaxRetryWait(f.maxRetryWait))
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -133,12 +146,12 @@ func planExit(res *validate.Result, failed bool) error {
 func (e *env) progress() promote.Progress {
 	start := time.Now()
 	tty := e.interactive()
-	return func(done, total int, it plan.Item, err error) {
+	return func(done, total int, j transfer.Job, err error) {
 		status := "ok"
 		if err != nil {
 			status = "FAILED: " + err.Error()
 		}
-		line := fmt.Sprintf("[%d/%d %s] %s -> %s %s", done, total, time.Since(start).Round(time.Second), it.Group.Source, it.Dest, status)
+		line := fmt.Sprintf("[%d/%d %s] %s -> %s %s", done, total, time.Since(start).Round(time.Second), j.Source, j.Dest, status)
 		if tty && err == nil {
 			fmt.Fprintf(e.stderr, "\r\033[K%s", line)
 			if done == total {

@@ -11,12 +11,12 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -46,7 +46,7 @@ type options struct {
 	transport http.RoundTripper
 	backoff   remote.Backoff
 	maxWait   time.Duration
-	jobs      int
+	limits    HostLimits
 	logger    *slog.Logger
 }
 
@@ -58,7 +58,7 @@ func defaults() options {
 		// with jittered exponential backoff.
 		backoff: remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2.5, Jitter: 0.3, Steps: 5},
 		maxWait: 60 * time.Second,
-		jobs:    4,
+		limits:  HostLimits{Concurrency: 16},
 		logger:  slog.New(slog.DiscardHandler),
 	}
 }
@@ -89,19 +89,23 @@ func WithRetryBackoff(b remote.Backoff) Option { return func(o *options) { o.bac
 // (default 60s).
 func WithMaxRetryWait(d time.Duration) Option { return func(o *options) { o.maxWait = d } }
 
-// WithBlobJobs sets how many blobs of one image are transferred at once.
-func WithBlobJobs(n int) Option { return func(o *options) { o.jobs = n } }
+// WithHostLimits bounds the requests in flight to, and the request rate of,
+// each registry host (default: 16 at once, no rate limit). A 429 answer
+// slows that host down on its own.
+func WithHostLimits(l HostLimits) Option { return func(o *options) { o.limits = l } }
 
 // WithLogger sets the logger for retries and warnings.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // Client reads and writes registries. It is safe for concurrent use and
-// reuses tokens and connections across calls.
+// reuses credentials and connections across calls.
 type Client struct {
 	o       options
 	counter *Counter
-	puller  *remote.Puller
-	pusher  *remote.Pusher
+	lim     *limiter
+	chain   http.RoundTripper // retry -> limiter -> counter -> transport
+	regs    sync.Map          // registry host -> *regState
+	auths   sync.Map          // registry|scopes -> authenticating RoundTripper
 }
 
 // New builds a client.
@@ -109,9 +113,6 @@ func New(opts ...Option) (*Client, error) {
 	o := defaults()
 	for _, opt := range opts {
 		opt(&o)
-	}
-	if o.jobs < 1 {
-		return nil, fmt.Errorf("blob jobs must be at least 1, got %d", o.jobs)
 	}
 	for _, h := range o.insecure {
 		if _, err := name.NewRegistry(h, name.StrictValidation); err != nil {
@@ -124,34 +125,24 @@ func New(opts ...Option) (*Client, error) {
 	if o.backoff.Steps < 1 {
 		o.backoff.Steps = 1
 	}
+	if o.limits.Concurrency < 1 {
+		return nil, fmt.Errorf("per-host concurrency must be at least 1, got %d", o.limits.Concurrency)
+	}
+	if o.limits.Rate < 0 {
+		return nil, fmt.Errorf("per-host rate must not be negative, got %g", o.limits.Rate)
+	}
 	c := &Client{o: o, counter: newCounter(o.transport, o.logger)}
-	rt := &retryTransport{next: c.counter, backoff: o.backoff, maxRetryWait: o.maxWait, log: o.logger}
-	// go-containerregistry's own retry transport is left with no status
-	// codes and a predicate that refuses what rt already retried: retries
-	// happen in rt (see retry.go).
-	upload := o.backoff
-	upload.Steps = min(upload.Steps, 3)
-	ropts := []remote.Option{
-		remote.WithTransport(rt),
-		remote.WithAuthFromKeychain(o.keychain),
-		remote.WithRetryBackoff(upload),
-		remote.WithRetryStatusCodes(),
-		remote.WithRetryPredicate(upperPredicate),
-		remote.WithJobs(o.jobs),
-		remote.WithUserAgent(UserAgent),
-	}
-	var err error
-	if c.puller, err = remote.NewPuller(ropts...); err != nil {
-		return nil, err
-	}
-	if c.pusher, err = remote.NewPusher(ropts...); err != nil {
-		return nil, err
-	}
+	c.lim = newLimiter(c.counter, o.limits)
+	c.chain = &retryTransport{next: c.lim, backoff: o.backoff, maxRetryWait: o.maxWait, log: o.logger}
 	return c, nil
 }
 
 // Counter returns the per-host request counts of everything this client did.
 func (c *Client) Counter() *Counter { return c.counter }
+
+// Backoff is the client's retry schedule (the transfer engine uses it to
+// retry whole blob uploads, which the transport layer does not replay).
+func (c *Client) Backoff() remote.Backoff { return c.o.backoff }
 
 // Repo applies the client's plain-HTTP settings to a repository name.
 func (c *Client) Repo(r name.Repository) name.Repository {
@@ -177,41 +168,10 @@ func (c *Client) ref(r name.Reference) name.Reference {
 	return r
 }
 
-// List returns every tag of the repository, following pagination. A
-// repository that does not exist has no tags.
+// List returns every tag of the repository (see ListTags).
 func (c *Client) List(ctx context.Context, repo name.Repository) ([]string, error) {
-	tags, err := c.puller.List(ctx, c.Repo(repo))
-	if IsNotFound(err) {
-		return nil, nil
-	}
+	tags, _, err := c.ListTags(ctx, repo)
 	return tags, err
-}
-
-// Head returns the descriptor of a manifest, or nil when it does not exist.
-func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
-	d, err := c.puller.Head(ctx, c.ref(ref))
-	if IsNotFound(err) {
-		return nil, nil
-	}
-	return d, err
-}
-
-// Get fetches a manifest (image or index) for copying.
-func (c *Client) Get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
-	return c.puller.Get(ctx, c.ref(ref))
-}
-
-// Push writes a manifest and everything beneath it (children, blobs) to ref,
-// mounting blobs that are in the same registry and skipping present ones. The
-// manifest itself is written last, so ref never points at something partial.
-func (c *Client) Push(ctx context.Context, ref name.Reference, t remote.Taggable) error {
-	return c.pusher.Push(ctx, c.ref(ref), t)
-}
-
-// Put writes only the manifest at ref; everything it references must already
-// be in the repository (used to add a tag to a complete image).
-func (c *Client) Put(ctx context.Context, ref name.Reference, t remote.Taggable) error {
-	return c.pusher.Put(ctx, c.ref(ref), t)
 }
 
 // IsLoopback reports whether a registry host (with or without port) is on

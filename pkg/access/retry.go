@@ -26,10 +26,11 @@ import (
 //
 // Requests inside a blob upload session (PATCH, and PUT to the session) are
 // not retried here: replaying them against a session that already received
-// part of the blob is rejected by registries. go-containerregistry retries the
-// whole upload instead (a new session, the blob read again), which is the
-// only other place a retry happens; errors already retried here are marked
-// (exhaustedError) so that it never retries them again.
+// part of the blob is rejected by registries. The transfer engine retries the
+// whole upload instead (a new session, the blob sent again from its local
+// copy), which is the only other place a retry happens; errors already
+// retried here are marked (exhaustedError) so that it never retries them
+// again (see RetryUpload).
 type retryTransport struct {
 	next         http.RoundTripper
 	backoff      remote.Backoff
@@ -56,9 +57,10 @@ func isTransient(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
-// upperPredicate is given to go-containerregistry: it retries a whole blob
-// upload after a transient failure that this layer could not retry itself.
-func upperPredicate(err error) bool {
+// RetryUpload reports whether a failed blob upload is worth starting again
+// in a new session: a transient failure inside an upload session, which
+// this layer does not replay. Errors this layer already retried are not.
+func RetryUpload(err error) bool {
 	var ex *exhaustedError
 	if errors.As(err, &ex) {
 		return false

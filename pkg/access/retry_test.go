@@ -85,7 +85,7 @@ func TestRetryTransport(t *testing.T) {
 				if !errors.As(err, &ex) || StatusCode(err) != 500 {
 					t.Fatalf("err = %v, want an exhausted registry error with status 500", err)
 				}
-				if upperPredicate(err) {
+				if RetryUpload(err) {
 					t.Error("an exhausted error must not be retried again by the upper layer")
 				}
 				return

@@ -9,12 +9,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/edge"
@@ -111,11 +113,15 @@ type Item struct {
 	Copy bool
 	// Tags are the tags to add once the image is complete.
 	Tags []string
+	// Existed says the destination repository had tags before the run.
+	Existed bool
 }
 
 // Reader is the registry access the planner needs.
 type Reader interface {
-	List(ctx context.Context, repo name.Repository) ([]string, error)
+	// ListTags lists a repository's tags and, when the registry says so in
+	// the same answer (Google's registries do), each tag's digest.
+	ListTags(ctx context.Context, repo name.Repository) ([]string, map[string]v1.Hash, error)
 	Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error)
 }
 
@@ -133,64 +139,51 @@ func WithJobs(n int) Option { return func(c *config) { c.jobs = max(1, n) } }
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
-type headResult struct {
-	desc *v1.Descriptor // nil: absent
-	err  error
-}
-
-type refKey struct{ repo, ref string }
-
 // Make reads the registries and classifies every edge of the valid groups.
 // Registry errors never stop planning: they classify the edges they touch as
 // Error. Only context cancellation returns an error.
+//
+// Destination repositories are planned one at a time (several in parallel):
+// one tag listing, then a HEAD per wanted tag that exists and per digest
+// whose tag does not; only what a repository needs is held in memory while
+// it is planned, and only edges with something to do are kept afterwards.
 func Make(ctx context.Context, r Reader, v *validate.Result, opts ...Option) (*Plan, error) {
 	cfg := config{jobs: 8, logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	p := &planner{r: r, cfg: cfg, tags: map[string]tagList{}, heads: map[refKey]headResult{}}
-	log := cfg.logger
-	if err := p.listDestinations(ctx, v.Groups); err != nil {
+	p := &planner{r: r, cfg: cfg, heads: semaphore.NewWeighted(int64(cfg.jobs)), counts: Counts{}, byReg: map[string]Counts{}}
+	dests := destinations(v.Groups)
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(cfg.jobs)
+	for _, d := range dests {
+		eg.Go(func() error {
+			p.planDest(gctx, d)
+			return gctx.Err()
+		})
+	}
+	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
-	log.Debug("listed destination repositories", "repositories", len(p.tags))
-	if err := p.headDestinations(ctx, v.Groups); err != nil {
+	cfg.logger.Debug("planned destinations", "repositories", len(dests), "copies pending source check", len(p.pending))
+	if err := p.checkSources(ctx); err != nil {
 		return nil, err
 	}
-	log.Debug("read destination manifests", "requests", len(p.heads))
-	if err := p.headSources(ctx, v.Groups); err != nil {
-		return nil, err
-	}
-	log.Debug("checked source digests", "requests", len(p.heads))
-	out := &Plan{SchemaVersion: SchemaVersion, Stats: v.Stats, Counts: Counts{}, Problems: v.Problems, Actions: []Action{}, Destinations: []DestinationSummary{}}
+	out := &Plan{SchemaVersion: SchemaVersion, Stats: v.Stats, Counts: p.counts, Problems: v.Problems, Actions: p.actions, Work: p.work, Destinations: []DestinationSummary{}}
 	if out.Problems == nil {
 		out.Problems = []diag.Problem{}
 	}
-	byReg := map[string]Counts{}
-	for _, g := range v.Groups {
-		for _, d := range g.Dests {
-			item, actions := p.classify(g, d)
-			if item.Copy || len(item.Tags) > 0 {
-				out.Work = append(out.Work, item)
-			}
-			reg := registryOf(d, g.Image)
-			if byReg[reg] == nil {
-				byReg[reg] = Counts{}
-			}
-			for _, a := range actions {
-				out.Counts[a.Class]++
-				byReg[reg][a.Class]++
-				if a.Class != Promoted {
-					out.Actions = append(out.Actions, a)
-				}
-			}
-		}
+	if out.Actions == nil {
+		out.Actions = []Action{}
 	}
-	for reg, c := range byReg {
+	for reg, c := range p.byReg {
 		out.Destinations = append(out.Destinations, DestinationSummary{Registry: reg, Counts: c})
 	}
 	slices.SortFunc(out.Destinations, func(a, b DestinationSummary) int { return cmp.Compare(a.Registry, b.Registry) })
 	SortActions(out.Actions)
+	slices.SortFunc(out.Work, func(a, b Item) int {
+		return cmp.Or(cmp.Compare(a.Group.Source.Context().Name(), b.Group.Source.Context().Name()), cmp.Compare(a.Group.Digest.String(), b.Group.Digest.String()), cmp.Compare(a.Dest.Name(), b.Dest.Name()))
+	})
 	return out, ctx.Err()
 }
 
@@ -211,201 +204,182 @@ func registryOf(d name.Repository, image string) string {
 	return n
 }
 
-type tagList struct {
-	tags map[string]bool
-	err  error
+// dest is one destination repository and the groups that target it.
+type dest struct {
+	repo   name.Repository
+	groups []*edge.Group
 }
+
+func destinations(groups []*edge.Group) []*dest {
+	byName := map[string]*dest{}
+	for _, g := range groups {
+		for _, d := range g.Dests {
+			n := d.Name()
+			e := byName[n]
+			if e == nil {
+				e = &dest{repo: d}
+				byName[n] = e
+			}
+			e.groups = append(e.groups, g)
+		}
+	}
+	out := make([]*dest, 0, len(byName))
+	for _, n := range slices.Sorted(maps.Keys(byName)) {
+		out = append(out, byName[n])
+	}
+	return out
+}
+
+// state is what a HEAD found: absent, present at a digest, or an error.
+type state struct {
+	present bool
+	digest  v1.Hash
+	err     error
+}
+
+// pendingCopy is a copy whose source has yet to be checked.
+type pendingCopy struct {
+	item    int   // index in planner.work
+	actions []int // indexes in planner.actions
+	reg     string
+}
+
+type srcKey struct{ repo, digest string }
 
 type planner struct {
 	r     Reader
 	cfg   config
-	mu    sync.Mutex
-	tags  map[string]tagList
-	heads map[refKey]headResult
+	heads *semaphore.Weighted // bounds HEADs across all repositories
+
+	mu      sync.Mutex
+	counts  Counts
+	byReg   map[string]Counts
+	actions []Action
+	work    []Item
+	pending map[srcKey][]pendingCopy
+	sources map[srcKey]name.Digest
 }
 
-// listDestinations reads the tag list of every destination repository once.
-func (p *planner) listDestinations(ctx context.Context, groups []*edge.Group) error {
-	repos := map[string]name.Repository{}
-	for _, g := range groups {
-		for _, d := range g.Dests {
-			repos[d.Name()] = d
+// head runs HEADs for the keys, at most jobs at once across the planner.
+func (p *planner) headAll(ctx context.Context, refs map[string]name.Reference) map[string]state {
+	out := make(map[string]state, len(refs))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for k, ref := range refs {
+		if err := p.heads.Acquire(ctx, 1); err != nil {
+			break
 		}
-	}
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.SetLimit(p.cfg.jobs)
-	for _, key := range sortedKeys(repos) {
-		repo := repos[key]
-		eg.Go(func() error {
-			tags, err := p.r.List(ctx, repo)
-			if ctx.Err() != nil {
-				return ctx.Err()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer p.heads.Release(1)
+			desc, err := p.r.Head(ctx, ref)
+			st := state{err: err}
+			if desc != nil {
+				st.present, st.digest = true, desc.Digest
 			}
-			tl := tagList{tags: make(map[string]bool, len(tags)), err: err}
-			for _, t := range tags {
-				tl.tags[t] = true
-			}
-			p.mu.Lock()
-			p.tags[key] = tl
-			p.mu.Unlock()
-			return nil
-		})
+			mu.Lock()
+			out[k] = st
+			mu.Unlock()
+		}()
 	}
-	return eg.Wait()
+	wg.Wait()
+	return out
 }
 
-// headDestinations resolves what the edges need: the digest of each wanted
-// tag that exists, and the presence of each digest whose tag does not exist
-// (or that is promoted by digest only).
-func (p *planner) headDestinations(ctx context.Context, groups []*edge.Group) error {
-	want := map[refKey]name.Reference{}
-	for _, g := range groups {
-		for _, d := range g.Dests {
-			tl := p.tags[d.Name()]
-			if tl.err != nil {
-				continue
-			}
+// planDest plans every edge into one destination repository.
+func (p *planner) planDest(ctx context.Context, d *dest) {
+	tags, digests, listErr := p.r.ListTags(ctx, d.repo)
+	if ctx.Err() != nil {
+		return
+	}
+	listed := make(map[string]bool, len(tags))
+	for _, t := range tags {
+		listed[t] = true
+	}
+	// What to ask: each wanted tag that exists (unless the listing gave its
+	// digest), and each digest with a missing tag or no tag at all.
+	known := map[string]state{}
+	refs := map[string]name.Reference{}
+	if listErr == nil {
+		for _, g := range d.groups {
 			needDigest := len(g.Tags) == 0
 			for _, t := range g.Tags {
-				if tl.tags[t.Name] {
-					want[refKey{d.Name(), t.Name}] = d.Tag(t.Name)
-				} else {
+				switch {
+				case !listed[t.Name]:
 					needDigest = true
+				case digests != nil:
+					known["tag:"+t.Name] = state{present: true, digest: digests[t.Name]}
+				default:
+					refs["tag:"+t.Name] = d.repo.Tag(t.Name)
 				}
 			}
 			if needDigest {
-				want[refKey{d.Name(), g.Digest.String()}] = d.Digest(g.Digest.String())
+				refs["digest:"+g.Digest.String()] = d.repo.Digest(g.Digest.String())
 			}
 		}
 	}
-	if err := p.headAll(ctx, want); err != nil {
-		return err
-	}
+	maps.Copy(known, p.headAll(ctx, refs))
 	// A tag listed but gone by the time of its HEAD (deleted in between)
 	// counts as missing: then the digest's presence decides copy or tag.
-	again := map[refKey]name.Reference{}
-	for _, g := range groups {
-		for _, d := range g.Dests {
-			dk := refKey{d.Name(), g.Digest.String()}
-			if _, known := p.heads[dk]; known {
-				continue
-			}
-			for _, t := range g.Tags {
-				if h, ok := p.heads[refKey{d.Name(), t.Name}]; ok && h.err == nil && h.desc == nil {
-					again[dk] = d.Digest(g.Digest.String())
+	again := map[string]name.Reference{}
+	for _, g := range d.groups {
+		for _, t := range g.Tags {
+			if st, ok := known["tag:"+t.Name]; ok && st.err == nil && !st.present {
+				if _, ok := known["digest:"+g.Digest.String()]; !ok {
+					again["digest:"+g.Digest.String()] = d.repo.Digest(g.Digest.String())
 				}
 			}
 		}
 	}
-	return p.headAll(ctx, again)
+	maps.Copy(known, p.headAll(ctx, again))
+	if ctx.Err() != nil {
+		return
+	}
+	for _, g := range d.groups {
+		p.classify(g, d.repo, len(tags) > 0, listErr, known)
+	}
 }
 
-// headSources checks that every digest to be copied is in the source.
-func (p *planner) headSources(ctx context.Context, groups []*edge.Group) error {
-	want := map[refKey]name.Reference{}
-	for _, g := range groups {
-		for _, d := range g.Dests {
-			if p.needsCopy(g, d) {
-				want[refKey{g.Source.Context().Name(), g.Digest.String()}] = g.Source
-				break
-			}
-		}
-	}
-	return p.headAll(ctx, want)
-}
-
-func (p *planner) headAll(ctx context.Context, want map[refKey]name.Reference) error {
-	keys := make([]refKey, 0, len(want))
-	for k := range want {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b refKey) int { return cmp.Or(cmp.Compare(a.repo, b.repo), cmp.Compare(a.ref, b.ref)) })
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.SetLimit(p.cfg.jobs)
-	for _, k := range keys {
-		ref := want[k]
-		eg.Go(func() error {
-			desc, err := p.r.Head(ctx, ref)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			p.mu.Lock()
-			p.heads[k] = headResult{desc: desc, err: err}
-			p.mu.Unlock()
-			return nil
-		})
-	}
-	return eg.Wait()
-}
-
-// needsCopy reports whether the digest is absent from the destination while
-// some edge wants it there (and nothing failed reading the destination).
-func (p *planner) needsCopy(g *edge.Group, d name.Repository) bool {
-	tl := p.tags[d.Name()]
-	if tl.err != nil {
-		return false
-	}
-	h, ok := p.heads[refKey{d.Name(), g.Digest.String()}]
-	return ok && h.err == nil && h.desc == nil
-}
-
-func (p *planner) classify(g *edge.Group, d name.Repository) (Item, []Action) {
-	item := Item{Group: g, Dest: d}
+// classify decides every edge of group g into repository d and records the
+// actions, the counts and the work item.
+func (p *planner) classify(g *edge.Group, d name.Repository, existed bool, listErr error, known map[string]state) {
 	base := Action{Image: g.Image, Source: g.Source.Context().Name(), Destination: d.Name(), Digest: g.Digest.String()}
-	tl := p.tags[d.Name()]
-	digestState := p.heads[refKey{d.Name(), g.Digest.String()}]
-	src, srcChecked := p.heads[refKey{g.Source.Context().Name(), g.Digest.String()}]
-
-	// What happens to the image itself in this destination.
-	imageClass, imageReason := Promoted, ""
-	if p.needsCopy(g, d) {
-		imageClass = Copy
-		switch {
-		case !srcChecked:
-		case src.err != nil:
-			imageClass, imageReason = Error, "reading the source: "+src.err.Error()
-		case src.desc == nil:
-			imageClass, imageReason = MissingSource, fmt.Sprintf("%s is not in the source registry", g.Source)
-		}
-	}
-
+	img := known["digest:"+g.Digest.String()]
 	var actions []Action
-	edgeAction := func(tag string, pos diag.Position) Action {
+	add := func(tag string, pos diag.Position) {
 		a := base
 		a.Tag, a.Position = tag, pos
+		tagState, tagAsked := known["tag:"+tag]
 		switch {
-		case tl.err != nil:
-			a.Class, a.Reason = Error, "listing destination tags: "+tl.err.Error()
-		case tag != "" && tl.tags[tag]:
-			h := p.heads[refKey{d.Name(), tag}]
-			switch {
-			case h.err != nil:
-				a.Class, a.Reason = Error, "reading destination tag: "+h.err.Error()
-			case h.desc == nil:
-				// Listed but gone (deleted in between): treat as missing.
-				a.Class, a.Reason = p.missingTagClass(d, g, imageClass, imageReason)
-			case h.desc.Digest == g.Digest:
-				a.Class = Promoted
-			default:
-				a.Class, a.Existing = Conflict, h.desc.Digest.String()
-				a.Reason = fmt.Sprintf("tag %s already points at %s; a published tag never moves", tag, h.desc.Digest)
-			}
-		case tag == "":
-			a.Class, a.Reason = imageClass, imageReason
-			if digestState.err != nil {
-				a.Class, a.Reason = Error, "reading destination: "+digestState.err.Error()
-			}
+		case listErr != nil:
+			a.Class, a.Reason = Error, "listing destination tags: "+listErr.Error()
+		case tag != "" && tagAsked && tagState.err != nil:
+			a.Class, a.Reason = Error, "reading destination tag: "+tagState.err.Error()
+		case tag != "" && tagAsked && tagState.present && tagState.digest == g.Digest:
+			a.Class = Promoted
+		case tag != "" && tagAsked && tagState.present:
+			a.Class, a.Existing = Conflict, tagState.digest.String()
+			a.Reason = fmt.Sprintf("tag %s already points at %s; a published tag never moves", tag, tagState.digest)
+		case img.err != nil:
+			a.Class, a.Reason = Error, "reading destination: "+img.err.Error()
+		case img.present && tag == "":
+			a.Class = Promoted
+		case img.present:
+			a.Class = TagOnly
 		default:
-			a.Class, a.Reason = p.missingTagClass(d, g, imageClass, imageReason)
+			a.Class = Copy // the source is checked afterwards
 		}
-		return a
+		actions = append(actions, a)
 	}
 	if len(g.Tags) == 0 {
-		actions = append(actions, edgeAction("", g.Pos))
+		add("", g.Pos)
 	}
 	for _, t := range g.Tags {
-		actions = append(actions, edgeAction(t.Name, t.Pos))
+		add(t.Name, t.Pos)
 	}
+
+	item := Item{Group: g, Dest: d, Existed: existed}
 	for _, a := range actions {
 		switch a.Class {
 		case Copy:
@@ -417,29 +391,93 @@ func (p *planner) classify(g *edge.Group, d name.Repository) (Item, []Action) {
 			item.Tags = append(item.Tags, a.Tag)
 		}
 	}
-	return item, actions
-}
+	reg := registryOf(d, g.Image)
 
-// missingTagClass classifies an edge whose tag is absent in the destination.
-func (p *planner) missingTagClass(d name.Repository, g *edge.Group, imageClass Class, imageReason string) (Class, string) {
-	h := p.heads[refKey{d.Name(), g.Digest.String()}]
-	switch {
-	case h.err != nil:
-		return Error, "reading destination: " + h.err.Error()
-	case h.desc != nil:
-		return TagOnly, ""
-	default:
-		// The digest is absent (headDestinations resolved it for every
-		// edge whose tag is missing), so imageClass is Copy or a refusal.
-		return imageClass, imageReason
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rc := p.byReg[reg]
+	if rc == nil {
+		rc = Counts{}
+		p.byReg[reg] = rc
+	}
+	var idx []int
+	for _, a := range actions {
+		p.counts[a.Class]++
+		rc[a.Class]++
+		if a.Class != Promoted {
+			if a.Class == Copy {
+				idx = append(idx, len(p.actions))
+			}
+			p.actions = append(p.actions, a)
+		}
+	}
+	if !item.Copy && len(item.Tags) == 0 {
+		return
+	}
+	p.work = append(p.work, item)
+	if item.Copy {
+		k := srcKey{g.Source.Context().Name(), g.Digest.String()}
+		if p.pending == nil {
+			p.pending = map[srcKey][]pendingCopy{}
+			p.sources = map[srcKey]name.Digest{}
+		}
+		p.pending[k] = append(p.pending[k], pendingCopy{item: len(p.work) - 1, actions: idx, reg: reg})
+		p.sources[k] = g.Source
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// checkSources verifies that every digest to be copied is in the source, and
+// refuses the copies of those that are not (or cannot be read).
+func (p *planner) checkSources(ctx context.Context) error {
+	refs := map[string]name.Reference{}
+	for k, src := range p.sources {
+		refs[k.repo+"@"+k.digest] = src
 	}
-	slices.Sort(keys)
-	return keys
+	found := p.headAll(ctx, refs)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	drop := map[int]bool{}
+	for k, copies := range p.pending {
+		st := found[k.repo+"@"+k.digest]
+		if st.err == nil && st.present {
+			continue
+		}
+		class, reason := MissingSource, fmt.Sprintf("%s is not in the source registry", p.sources[k])
+		if st.err != nil {
+			class, reason = Error, "reading the source: "+st.err.Error()
+		}
+		for _, c := range copies {
+			drop[c.item] = true
+			for _, i := range c.actions {
+				p.actions[i].Class, p.actions[i].Reason = class, reason
+				p.counts[Copy]--
+				p.counts[class]++
+				p.byReg[c.reg][Copy]--
+				p.byReg[c.reg][class]++
+			}
+		}
+	}
+	if len(drop) > 0 {
+		work := p.work[:0]
+		for i, it := range p.work {
+			if !drop[i] {
+				work = append(work, it)
+			}
+		}
+		p.work = work
+	}
+	for c, n := range p.counts {
+		if n == 0 {
+			delete(p.counts, c)
+		}
+	}
+	for _, rc := range p.byReg {
+		for c, n := range rc {
+			if n == 0 {
+				delete(rc, c)
+			}
+		}
+	}
+	return nil
 }

@@ -1,0 +1,450 @@
+// Package transfer copies images between registries as one planned,
+// run-wide transfer: every source manifest is read once, every unique blob is
+// read from the source at most once and streamed to every destination
+// registry that lacks it, each blob is uploaded at most once per destination
+// registry (other repositories there get it by cross-repository mount from a
+// repository known to hold it), and manifests and tags are written only once
+// everything beneath them is complete in that repository.
+package transfer
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// Manifests reads and writes manifests.
+type Manifests interface {
+	GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error)
+	Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error)
+	PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) error
+}
+
+// Blobs reads and writes blobs.
+type Blobs interface {
+	HasBlob(ctx context.Context, repo name.Repository, d v1.Hash) (bool, error)
+	GetBlob(ctx context.Context, repo name.Repository, d v1.Hash) (io.ReadCloser, error)
+	StartUpload(ctx context.Context, repo name.Repository, d v1.Hash, from *name.Repository) (bool, string, error)
+	FinishUpload(ctx context.Context, repo name.Repository, location string, d v1.Hash, body io.Reader, size int64) error
+}
+
+// Registry is everything the engine needs from registry access.
+type Registry interface {
+	Manifests
+	Blobs
+	// Acquire takes a concurrency slot on every host of a transfer at once.
+	Acquire(ctx context.Context, hosts ...string) (context.Context, func(), error)
+	// Backoff is the schedule for retrying whole uploads.
+	Backoff() remote.Backoff
+}
+
+// Job is one image (by digest) for one destination repository.
+type Job struct {
+	Source name.Digest
+	Dest   name.Repository
+	// Copy is true when the image is absent from Dest.
+	Copy bool
+	// Tags to add once the image is complete in Dest.
+	Tags []string
+	// DestExisted says the repository held something before the run: only
+	// then is it worth asking whether a blob or child manifest is there.
+	DestExisted bool
+}
+
+// Result is what happened to one job.
+type Result struct {
+	// Copied is true when this run wrote the image into the destination.
+	Copied bool
+	// Image is the error that kept the image (and so all its tags) out.
+	Image error
+	// Tags holds an error per tag that could not be set.
+	Tags map[string]error
+}
+
+// Stats counts the engine's work.
+type Stats struct {
+	ManifestsRead   int64 `json:"manifestsRead"`   // source manifests read
+	SourceBlobReads int64 `json:"sourceBlobReads"` // blob reads from the source
+	SourceBytes     int64 `json:"sourceBytes"`     // bytes of those reads
+	Uploads         int64 `json:"uploads"`         // blobs uploaded
+	Mounts          int64 `json:"mounts"`          // blobs mounted from another repository
+	UploadRetries   int64 `json:"uploadRetries"`   // whole uploads started again
+	ManifestsPut    int64 `json:"manifestsPut"`    // manifests written by digest
+	TagsPut         int64 `json:"tagsPut"`         // tags written
+}
+
+// Option configures Run.
+type Option func(*config)
+
+type config struct {
+	jobs       int
+	memLimit   int64
+	tempDir    string
+	logger     *slog.Logger
+	onProgress func(Job, Result)
+}
+
+// WithJobs bounds how many transfers (and manifest writes) run at once.
+func WithJobs(n int) Option { return func(c *config) { c.jobs = max(1, n) } }
+
+// WithMemoryBlobLimit sets the size up to which a blob is held in memory
+// while it is sent to its destinations; larger blobs are streamed, with a
+// copy spilled to a temporary file when more than one destination needs it
+// (default 4 MiB).
+func WithMemoryBlobLimit(n int64) Option { return func(c *config) { c.memLimit = n } }
+
+// WithTempDir sets where large blobs are spilled (default os.TempDir()).
+func WithTempDir(dir string) Option { return func(c *config) { c.tempDir = dir } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithProgress calls f as each job finishes.
+func WithProgress(f func(Job, Result)) Option { return func(c *config) { c.onProgress = f } }
+
+// node is a source manifest and what it references.
+type node struct {
+	digest   v1.Hash
+	mt       types.MediaType
+	raw      []byte
+	children []*node
+	blobs    []v1.Descriptor
+}
+
+// repoBlob identifies a blob (or manifest) in one repository.
+type repoBlob struct {
+	repo   string
+	digest v1.Hash
+}
+
+type engine struct {
+	reg   Registry
+	cfg   config
+	stats Stats
+
+	mu    sync.Mutex
+	trees map[repoBlob]*treeEntry // source repo + digest -> tree
+	// present records blobs and manifests known to be in a repository
+	// (found, uploaded, mounted or written in this run).
+	present map[repoBlob]bool
+	// blobErr records a blob that could not be brought into a repository.
+	blobErr map[repoBlob]error
+	// holder is, per registry host and blob, a repository known to hold it
+	// (the mount source).
+	holder map[string]map[v1.Hash]name.Repository
+	// putOnce dedupes manifest writes shared by several jobs.
+	putOnce map[repoBlob]*onceErr
+}
+
+type treeEntry struct {
+	once sync.Once
+	n    *node
+	err  error
+}
+
+type onceErr struct {
+	once sync.Once
+	err  error
+}
+
+// Run executes the jobs and returns one result per job, in order. Only
+// context cancellation returns an error; everything else is in the results.
+func Run(ctx context.Context, reg Registry, jobs []Job, opts ...Option) ([]Result, Stats, error) {
+	cfg := config{jobs: 8, memLimit: 4 << 20, logger: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e := &engine{reg: reg, cfg: cfg, trees: map[repoBlob]*treeEntry{}, present: map[repoBlob]bool{},
+		blobErr: map[repoBlob]error{}, holder: map[string]map[v1.Hash]name.Repository{}, putOnce: map[repoBlob]*onceErr{}}
+	results := make([]Result, len(jobs))
+	for i := range results {
+		results[i].Tags = map[string]error{}
+	}
+
+	// 1. Metadata first: every source manifest (once per digest), then what
+	// pre-existing destination repositories already hold.
+	trees := make([]*node, len(jobs))
+	if err := e.forEach(ctx, len(jobs), func(ctx context.Context, i int) {
+		if jobs[i].Copy {
+			trees[i], results[i].Image = e.tree(ctx, jobs[i].Source.Context(), jobs[i].Source.DigestStr())
+		}
+	}); err != nil {
+		return results, e.stats, err
+	}
+	if err := e.probeDestinations(ctx, jobs, trees, results); err != nil {
+		return results, e.stats, err
+	}
+
+	// 2. Blobs: one task per unique blob, largest first.
+	tasks := e.blobTasks(jobs, trees, results)
+	if err := e.forEach(ctx, len(tasks), func(ctx context.Context, i int) { e.runTask(ctx, tasks[i]) }); err != nil {
+		return results, e.stats, err
+	}
+
+	// 3. Manifests (children first) and then tags, per job.
+	err := e.forEach(ctx, len(jobs), func(ctx context.Context, i int) {
+		e.finishJob(ctx, jobs[i], trees[i], &results[i])
+		if cfg.onProgress != nil {
+			cfg.onProgress(jobs[i], results[i])
+		}
+	})
+	return results, e.stats, err
+}
+
+// forEach runs f for 0..n-1 with bounded concurrency; it stops early only
+// when ctx is cancelled.
+func (e *engine) forEach(ctx context.Context, n int, f func(context.Context, int)) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.cfg.jobs)
+	for i := range n {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			f(gctx, i)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return ctx.Err()
+}
+
+// tree reads a source manifest and, for an index, its children, once per
+// (repository, digest) for the whole run.
+func (e *engine) tree(ctx context.Context, repo name.Repository, digest string) (*node, error) {
+	h, err := v1.NewHash(digest)
+	if err != nil {
+		return nil, err
+	}
+	key := repoBlob{repo.Name(), h}
+	e.mu.Lock()
+	te, ok := e.trees[key]
+	if !ok {
+		te = &treeEntry{}
+		e.trees[key] = te
+	}
+	e.mu.Unlock()
+	te.once.Do(func() { te.n, te.err = e.readTree(ctx, repo, h) })
+	return te.n, te.err
+}
+
+func (e *engine) readTree(ctx context.Context, repo name.Repository, h v1.Hash) (*node, error) {
+	raw, mt, _, err := e.reg.GetManifest(ctx, repo.Digest(h.String()))
+	if err != nil {
+		return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: err}
+	}
+	atomic.AddInt64(&e.stats.ManifestsRead, 1)
+	n := &node{digest: h, mt: mt, raw: raw}
+	switch {
+	case mt.IsIndex():
+		idx, err := v1.ParseIndexManifest(bytesReader(raw))
+		if err != nil {
+			return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: fmt.Errorf("parsing index: %w", err)}
+		}
+		for _, d := range idx.Manifests {
+			if d.MediaType.IsIndex() || d.MediaType.IsImage() || isManifestType(d.MediaType) {
+				c, err := e.tree(ctx, repo, d.Digest.String())
+				if err != nil {
+					return nil, err
+				}
+				n.children = append(n.children, c)
+				continue
+			}
+			n.blobs = append(n.blobs, d) // an index may point at a plain blob
+		}
+	case mt == types.DockerManifestSchema1 || mt == types.DockerManifestSchema1Signed:
+		return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: fmt.Errorf("docker schema 1 manifests are not supported")}
+	default:
+		m, err := v1.ParseManifest(bytesReader(raw))
+		if err != nil {
+			return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: fmt.Errorf("parsing manifest: %w", err)}
+		}
+		n.blobs = append(n.blobs, m.Config)
+		for _, l := range m.Layers {
+			if !l.MediaType.IsDistributable() {
+				continue // foreign layers stay where they are, as registries expect
+			}
+			n.blobs = append(n.blobs, l)
+		}
+	}
+	return n, nil
+}
+
+func isManifestType(mt types.MediaType) bool {
+	return mt == types.OCIManifestSchema1 || mt == types.DockerManifestSchema2 || mt == types.OCIImageIndex || mt == types.DockerManifestList
+}
+
+// walk visits manifests children first.
+func (n *node) walk(f func(*node)) {
+	for _, c := range n.children {
+		c.walk(f)
+	}
+	f(n)
+}
+
+// probeDestinations asks repositories that existed before the run which of
+// the needed child manifests and blobs they already hold (new repositories
+// hold nothing: no requests are spent on them).
+func (e *engine) probeDestinations(ctx context.Context, jobs []Job, trees []*node, results []Result) error {
+	type probe struct {
+		repo     name.Repository
+		digest   v1.Hash
+		manifest bool
+	}
+	seen := map[repoBlob]bool{}
+	var probes []probe
+	for i, j := range jobs {
+		if trees[i] == nil || !j.DestExisted {
+			continue
+		}
+		trees[i].walk(func(n *node) {
+			if n != trees[i] { // the root is known absent from planning
+				if k := (repoBlob{j.Dest.Name(), n.digest}); !seen[k] {
+					seen[k] = true
+					probes = append(probes, probe{j.Dest, n.digest, true})
+				}
+			}
+			for _, b := range n.blobs {
+				if k := (repoBlob{j.Dest.Name(), b.Digest}); !seen[k] {
+					seen[k] = true
+					probes = append(probes, probe{j.Dest, b.Digest, false})
+				}
+			}
+		})
+	}
+	_ = results
+	return e.forEach(ctx, len(probes), func(ctx context.Context, i int) {
+		p := probes[i]
+		var ok bool
+		var err error
+		if p.manifest {
+			var d *v1.Descriptor
+			d, err = e.reg.Head(ctx, p.repo.Digest(p.digest.String()))
+			ok = d != nil
+		} else {
+			ok, err = e.reg.HasBlob(ctx, p.repo, p.digest)
+		}
+		if err != nil || !ok {
+			return // unknown counts as absent: it will be sent
+		}
+		e.mu.Lock()
+		e.present[repoBlob{p.repo.Name(), p.digest}] = true
+		if !p.manifest {
+			e.addHolder(p.repo, p.digest)
+		}
+		e.mu.Unlock()
+	})
+}
+
+// addHolder records repo as a mount source for d (e.mu held).
+func (e *engine) addHolder(repo name.Repository, d v1.Hash) {
+	h := e.holder[repo.RegistryStr()]
+	if h == nil {
+		h = map[v1.Hash]name.Repository{}
+		e.holder[repo.RegistryStr()] = h
+	}
+	if _, ok := h[d]; !ok {
+		h[d] = repo
+	}
+}
+
+// task is one unique blob and every repository that needs it.
+type task struct {
+	desc    v1.Descriptor
+	source  name.Repository
+	targets map[string][]name.Repository // registry host -> repositories, sorted
+}
+
+func (e *engine) blobTasks(jobs []Job, trees []*node, results []Result) []*task {
+	byDigest := map[v1.Hash]*task{}
+	need := map[repoBlob]bool{}
+	for i, j := range jobs {
+		if trees[i] == nil || results[i].Image != nil {
+			continue
+		}
+		trees[i].walk(func(n *node) {
+			if e.present[repoBlob{j.Dest.Name(), n.digest}] {
+				return // manifest already there: so is everything beneath it
+			}
+			for _, b := range n.blobs {
+				k := repoBlob{j.Dest.Name(), b.Digest}
+				if e.present[k] || need[k] {
+					continue
+				}
+				need[k] = true
+				t := byDigest[b.Digest]
+				if t == nil {
+					t = &task{desc: b, source: j.Source.Context(), targets: map[string][]name.Repository{}}
+					byDigest[b.Digest] = t
+				}
+				host := j.Dest.RegistryStr()
+				t.targets[host] = append(t.targets[host], j.Dest)
+			}
+		})
+	}
+	tasks := make([]*task, 0, len(byDigest))
+	for _, t := range byDigest {
+		for h := range t.targets {
+			slices.SortFunc(t.targets[h], func(a, b name.Repository) int { return cmp.Compare(a.Name(), b.Name()) })
+		}
+		tasks = append(tasks, t)
+	}
+	// Large blobs first: they dominate the run time.
+	slices.SortFunc(tasks, func(a, b *task) int {
+		return cmp.Or(cmp.Compare(b.desc.Size, a.desc.Size), cmp.Compare(a.desc.Digest.String(), b.desc.Digest.String()))
+	})
+	return tasks
+}
+
+func (e *engine) setBlob(repo name.Repository, d v1.Hash, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := repoBlob{repo.Name(), d}
+	if err != nil {
+		e.blobErr[k] = err
+		return
+	}
+	e.present[k] = true
+	delete(e.blobErr, k)
+	e.addHolder(repo, d)
+}
+
+func (e *engine) holderOf(host string, d v1.Hash) (name.Repository, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r, ok := e.holder[host][d]
+	return r, ok
+}
+
+// Error is a failure of one transfer, saying which side failed.
+type Error struct {
+	Side Side
+	Ref  string
+	Err  error
+}
+
+// Side is the registry an error came from.
+type Side string
+
+// Sides.
+const (
+	SideSource      Side = "source"
+	SideDestination Side = "destination"
+)
+
+func (e *Error) Error() string { return fmt.Sprintf("%s %s: %v", e.Side, e.Ref, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+func tempFile(dir string) (*os.File, error) { return os.CreateTemp(dir, "promoter-blob-*") }
