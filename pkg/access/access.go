@@ -11,8 +11,8 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"sync"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"

@@ -39,9 +39,9 @@ const metadataTimeout = 2 * time.Minute
 type authKind int
 
 const (
-	authUnknown authKind = iota
-	authNone             // the registry answered /v2/ with 200
-	authChallenge        // it asked for credentials (Basic or Bearer)
+	authUnknown   authKind = iota
+	authNone               // the registry answered /v2/ with 200
+	authChallenge          // it asked for credentials (Basic or Bearer)
 )
 
 type regState struct {

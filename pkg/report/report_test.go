@@ -26,7 +26,9 @@ const (
 )
 
 func samplePlan() *plan.Plan {
-	pos := func(line int) diag.Position { return diag.Position{File: "images/p/images.yaml", Line: line, Column: 5} }
+	pos := func(line int) diag.Position {
+		return diag.Position{File: "images/p/images.yaml", Line: line, Column: 5}
+	}
 	actions := []plan.Action{
 		{Class: plan.Conflict, Image: "app", Source: "stage.example/s/app", Destination: "prod.example/p/app", Digest: dB, Tag: "1.0", Existing: dA, Reason: "tag 1.0 already points at " + dA + "; a published tag never moves", Position: pos(4)},
 		{Class: plan.Copy, Image: "app", Source: "stage.example/s/app", Destination: "prod.example/p/app", Digest: dB, Tag: "2.0", Position: pos(5)},
