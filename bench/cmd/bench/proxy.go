@@ -1,0 +1,347 @@
+package main
+
+import (
+	"io"
+	"log"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"sync"
+	"time"
+)
+
+// Route classes a request is counted under, with its method ("GET blob").
+const (
+	classBase      = "base"      // /v2/
+	classCatalog   = "catalog"   // /v2/_catalog
+	classManifest  = "manifest"  // /v2/<name>/manifests/<ref>
+	classBlob      = "blob"      // /v2/<name>/blobs/<digest>
+	classUpload    = "upload"    // /v2/<name>/blobs/uploads/...
+	classTags      = "tags"      // /v2/<name>/tags/list
+	classReferrers = "referrers" // /v2/<name>/referrers/<digest>
+	classOther     = "other"
+)
+
+// Route patterns of the distribution API, compiled once and never modified.
+var (
+	uploadRE    = regexp.MustCompile(`^/v2/.+/blobs/uploads/`)
+	blobRE      = regexp.MustCompile(`^/v2/.+/blobs/[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
+	manifestRE  = regexp.MustCompile(`^/v2/.+/manifests/[^/]+$`)
+	tagsRE      = regexp.MustCompile(`^/v2/.+/tags/list$`)
+	referrersRE = regexp.MustCompile(`^/v2/.+/referrers/[^/]+$`)
+)
+
+// classify names the API route of an URL path; see the class constants.
+func classify(path string) string {
+	switch {
+	case path == "/v2/" || path == "/v2":
+		return classBase
+	case path == "/v2/_catalog":
+		return classCatalog
+	case uploadRE.MatchString(path):
+		return classUpload
+	case blobRE.MatchString(path):
+		return classBlob
+	case manifestRE.MatchString(path):
+		return classManifest
+	case tagsRE.MatchString(path):
+		return classTags
+	case referrersRE.MatchString(path):
+		return classReferrers
+	default:
+		return classOther
+	}
+}
+
+// Counts is what a counting proxy saw over some period. Every field is a
+// plain sum, so a period's counts are the difference of two snapshots.
+type Counts struct {
+	// Requests counts every request the proxy received.
+	Requests int64 `json:"requests"`
+	// ByRoute counts requests by "METHOD class", e.g. "HEAD blob".
+	ByRoute map[string]int64 `json:"byRoute"`
+	// ByStatus counts responses by status code class: "2xx", "3xx", "4xx",
+	// "5xx", and "err" when the upstream could not be reached.
+	ByStatus map[string]int64 `json:"byStatus"`
+	// BlobGETBytes is the number of response body bytes sent for GET blob
+	// requests: the blob content read from this registry.
+	BlobGETBytes int64 `json:"blobGetBytes"`
+	// BlobUploads counts completed blob uploads: a PUT to an upload
+	// session, or a monolithic POST with digest=, answered 201.
+	BlobUploads int64 `json:"blobUploads"`
+	// UploadBytes is the number of request body bytes sent in upload
+	// requests (POST, PATCH and PUT to .../blobs/uploads/).
+	UploadBytes int64 `json:"uploadBytes"`
+	// Mounts counts cross-repository mounts: POST with mount= answered 201.
+	Mounts int64 `json:"mounts"`
+	// MountAttempts counts POST with mount=, whatever the answer (202 means
+	// the registry did not mount and opened an upload session instead).
+	MountAttempts int64 `json:"mountAttempts"`
+	// ManifestPuts counts manifests written (PUT manifest answered 201).
+	ManifestPuts int64 `json:"manifestPuts"`
+}
+
+// newCounts returns zero counts with their maps made.
+func newCounts() Counts {
+	return Counts{ByRoute: map[string]int64{}, ByStatus: map[string]int64{}}
+}
+
+// clone returns a deep copy of c.
+func (c Counts) clone() Counts {
+	c.ByRoute = maps.Clone(c.ByRoute)
+	c.ByStatus = maps.Clone(c.ByStatus)
+	return c
+}
+
+// sub returns c minus before, dropping zero map entries.
+func (c Counts) sub(before Counts) Counts {
+	out := Counts{
+		Requests:      c.Requests - before.Requests,
+		ByRoute:       subMap(c.ByRoute, before.ByRoute),
+		ByStatus:      subMap(c.ByStatus, before.ByStatus),
+		BlobGETBytes:  c.BlobGETBytes - before.BlobGETBytes,
+		BlobUploads:   c.BlobUploads - before.BlobUploads,
+		UploadBytes:   c.UploadBytes - before.UploadBytes,
+		Mounts:        c.Mounts - before.Mounts,
+		MountAttempts: c.MountAttempts - before.MountAttempts,
+		ManifestPuts:  c.ManifestPuts - before.ManifestPuts,
+	}
+	return out
+}
+
+// subMap returns a - b per key, without the keys whose difference is 0.
+func subMap(a, b map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range a {
+		if d := v - b[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// add returns the sum of c and o.
+func (c Counts) add(o Counts) Counts {
+	out := c.clone()
+	if out.ByRoute == nil {
+		out = newCounts()
+	}
+	out.Requests += o.Requests
+	for k, v := range o.ByRoute {
+		out.ByRoute[k] += v
+	}
+	for k, v := range o.ByStatus {
+		out.ByStatus[k] += v
+	}
+	out.BlobGETBytes += o.BlobGETBytes
+	out.BlobUploads += o.BlobUploads
+	out.UploadBytes += o.UploadBytes
+	out.Mounts += o.Mounts
+	out.MountAttempts += o.MountAttempts
+	out.ManifestPuts += o.ManifestPuts
+	return out
+}
+
+// CountingProxy is a reverse proxy on 127.0.0.1 in front of one plain-HTTP
+// registry that counts what passes through it. The tools under test are
+// given the proxy's address instead of the registry's, so everything they
+// send is counted, whatever client library they use.
+type CountingProxy struct {
+	host      string // the proxy's "127.0.0.1:PORT"
+	upstream  *url.URL
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	srv       *http.Server
+
+	mu     sync.Mutex
+	counts Counts
+}
+
+// StartCountingProxy listens on a free loopback port and forwards to the
+// registry at upstreamHost ("127.0.0.1:PORT").
+func StartCountingProxy(upstreamHost string) (*CountingProxy, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &CountingProxy{
+		host:     l.Addr().String(),
+		upstream: &url.URL{Scheme: "http", Host: upstreamHost},
+		counts:   newCounts(),
+		transport: &http.Transport{
+			Proxy:       nil, // never an environment proxy: loopback only
+			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			// Pass bodies through byte for byte, so the byte counts are
+			// what the registry sent.
+			DisableCompression:  true,
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     30 * time.Second,
+		},
+	}
+	p.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(p.upstream)
+		},
+		Transport:      p.transport,
+		ModifyResponse: p.rewriteLocation,
+		FlushInterval:  -1,
+		ErrorLog:       log.New(io.Discard, "", 0),
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			w.Header().Set("X-Bench-Proxy-Error", "1")
+			http.Error(w, "bench proxy: "+err.Error(), http.StatusBadGateway)
+		},
+	}
+	p.srv = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 30 * time.Second,
+		// Clients that try TLS first (go-containerregistry pings https and
+		// http at once for loopback hosts) produce handshake noise here.
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+	go func() { _ = p.srv.Serve(l) }()
+	return p, nil
+}
+
+// Host returns the proxy's address, to use in place of the registry's.
+func (p *CountingProxy) Host() string { return p.host }
+
+// Upstream returns the address of the registry behind the proxy.
+func (p *CountingProxy) Upstream() string { return p.upstream.Host }
+
+// Snapshot returns a copy of the counters.
+func (p *CountingProxy) Snapshot() Counts {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counts.clone()
+}
+
+// ResetConnections drops idle connections to the upstream, which must be
+// done after the registry behind it was restarted.
+func (p *CountingProxy) ResetConnections() {
+	p.transport.CloseIdleConnections()
+}
+
+// Close stops the proxy.
+func (p *CountingProxy) Close() error {
+	p.transport.CloseIdleConnections()
+	return p.srv.Close()
+}
+
+// ServeHTTP forwards the request and counts it with its outcome.
+func (p *CountingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	class := classify(r.URL.Path)
+	var body *countingReader
+	if class == classUpload && r.Body != nil && r.Body != http.NoBody {
+		body = &countingReader{r: r.Body}
+		r.Body = body
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	p.proxy.ServeHTTP(cw, r)
+
+	status := cw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	q := r.URL.Query()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := &p.counts
+	c.Requests++
+	c.ByRoute[r.Method+" "+class]++
+	switch {
+	case cw.Header().Get("X-Bench-Proxy-Error") != "":
+		c.ByStatus["err"]++
+	default:
+		c.ByStatus[string('0'+byte(status/100))+"xx"]++
+	}
+	if body != nil {
+		c.UploadBytes += body.n
+	}
+	switch {
+	case class == classBlob && r.Method == http.MethodGet:
+		c.BlobGETBytes += cw.n
+	case class == classUpload && r.Method == http.MethodPost && q.Get("mount") != "":
+		c.MountAttempts++
+		if status == http.StatusCreated {
+			c.Mounts++
+		}
+	case class == classUpload && r.Method == http.MethodPost && q.Get("digest") != "":
+		if status == http.StatusCreated {
+			c.BlobUploads++
+		}
+	case class == classUpload && r.Method == http.MethodPut:
+		if status == http.StatusCreated {
+			c.BlobUploads++
+		}
+	case class == classManifest && r.Method == http.MethodPut:
+		if status == http.StatusCreated {
+			c.ManifestPuts++
+		}
+	}
+}
+
+// rewriteLocation points absolute Location headers that name the upstream
+// (Distribution sends them for upload sessions) back at the proxy, so that
+// clients keep going through it for the rest of an upload.
+func (p *CountingProxy) rewriteLocation(resp *http.Response) error {
+	loc := resp.Header.Get("Location")
+	if loc == "" {
+		return nil
+	}
+	u, err := url.Parse(loc)
+	if err != nil || u.Host != p.upstream.Host {
+		return nil
+	}
+	u.Host = p.host
+	resp.Header.Set("Location", u.String())
+	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.ReadCloser
+	n int64
+}
+
+// Read implements io.Reader.
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Close implements io.Closer.
+func (c *countingReader) Close() error { return c.r.Close() }
+
+// countingWriter records the status and counts the body bytes written.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *countingWriter) WriteHeader(code int) {
+	// Informational answers (100 Continue, 103) come before the real one.
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Unwrap exposes the underlying writer to http.ResponseController.
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

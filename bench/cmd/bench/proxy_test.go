@@ -1,0 +1,177 @@
+package main
+
+import (
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		path string
+		want string
+	}{
+		{"/v2/", classBase},
+		{"/v2/_catalog", classCatalog},
+		{"/v2/prod/app/manifests/v1.0.0", classManifest},
+		{"/v2/prod/app/manifests/sha256:" + strings.Repeat("a", 64), classManifest},
+		{"/v2/prod/app/blobs/sha256:" + strings.Repeat("b", 64), classBlob},
+		{"/v2/prod/app/blobs/uploads/", classUpload},
+		{"/v2/prod/app/blobs/uploads/0b6e-41", classUpload},
+		{"/v2/prod/app/tags/list", classTags},
+		{"/v2/prod/app/referrers/sha256:" + strings.Repeat("c", 64), classReferrers},
+		{"/metrics", classOther},
+	}
+	for _, tt := range tests {
+		if got := classify(tt.path); got != tt.want {
+			t.Errorf("classify(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+}
+
+// TestProxyCountsPushAndPull pushes and pulls a real image through the
+// proxy in front of an in-process registry and checks the counters
+// against the image's blobs.
+func TestProxyCountsPushAndPull(t *testing.T) {
+	upstream := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer upstream.Close()
+	p, err := StartCountingProxy(strings.TrimPrefix(upstream.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	img, err := random.Image(4096, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewTag(p.Host()+"/bench/app:v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithJobs(1)); err != nil {
+		t.Fatalf("push through the proxy: %v", err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blobBytes int64
+	for _, l := range m.Layers {
+		blobBytes += l.Size
+	}
+	blobBytes += m.Config.Size
+
+	pushed := p.Snapshot()
+	if pushed.BlobUploads != 4 || pushed.ManifestPuts != 1 || pushed.Mounts != 0 {
+		t.Errorf("after push: uploads %d, manifest puts %d, mounts %d; want 4, 1, 0", pushed.BlobUploads, pushed.ManifestPuts, pushed.Mounts)
+	}
+	if pushed.UploadBytes != blobBytes {
+		t.Errorf("after push: upload bytes %d, want %d", pushed.UploadBytes, blobBytes)
+	}
+
+	got, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := got.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+	}
+	if _, err := got.RawConfigFile(); err != nil {
+		t.Fatal(err)
+	}
+	pulled := p.Snapshot().sub(pushed)
+	if pulled.BlobGETBytes != blobBytes {
+		t.Errorf("after pull: blob GET bytes %d, want %d", pulled.BlobGETBytes, blobBytes)
+	}
+	if pulled.ByRoute["GET blob"] != 4 {
+		t.Errorf("after pull: GET blob %d, want 4 (routes %v)", pulled.ByRoute["GET blob"], pulled.ByRoute)
+	}
+}
+
+// TestProxyMountsAndLocation scripts an upstream that answers a mount with
+// 201, an ordinary upload start with an absolute Location naming itself,
+// and the upload's PUT with 201.
+func TestProxyMountsAndLocation(t *testing.T) {
+	var upstreamHost string
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Query().Get("mount") != "":
+			w.WriteHeader(http.StatusCreated)
+		case r.Method == http.MethodPost:
+			w.Header().Set("Location", "http://"+upstreamHost+"/v2/prod/app/blobs/uploads/u1?_state=x")
+			w.WriteHeader(http.StatusAccepted)
+		case r.Method == http.MethodPut:
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusCreated)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer upstream.Close()
+	upstreamHost = strings.TrimPrefix(upstream.URL, "http://")
+	p, err := StartCountingProxy(upstreamHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	digest := "sha256:" + strings.Repeat("d", 64)
+	resp, err := http.Post("http://"+p.Host()+"/v2/prod/app/blobs/uploads/?mount="+digest+"&from=prod/other", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = http.Post("http://"+p.Host()+"/v2/prod/app/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if want := "http://" + p.Host() + "/v2/prod/app/blobs/uploads/u1?_state=x"; loc != want {
+		t.Fatalf("Location = %q, want %q", loc, want)
+	}
+	req, err := http.NewRequest(http.MethodPut, loc+"&digest="+digest, strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	got := p.Snapshot()
+	want := Counts{
+		Requests:      3,
+		ByRoute:       map[string]int64{"POST upload": 2, "PUT upload": 1},
+		ByStatus:      map[string]int64{"2xx": 3},
+		BlobUploads:   1,
+		UploadBytes:   5,
+		Mounts:        1,
+		MountAttempts: 1,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+}
