@@ -15,9 +15,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/edge"
 	"github.com/imgpromoter/promoter/pkg/validate"
@@ -115,6 +117,10 @@ type Item struct {
 	Tags []string
 	// Existed says the destination repository had tags before the run.
 	Existed bool
+	// Manifest and MediaType are the source manifest, read while planning
+	// a copy (nil otherwise).
+	Manifest  []byte
+	MediaType types.MediaType
 }
 
 // Reader is the registry access the planner needs.
@@ -123,6 +129,9 @@ type Reader interface {
 	// the same answer (Google's registries do), each tag's digest.
 	ListTags(ctx context.Context, repo name.Repository) ([]string, map[string]v1.Hash, error)
 	Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error)
+	// GetManifest reads a manifest (used for the source of each copy: the
+	// bytes are kept for the transfer, so the check costs no extra request).
+	GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error)
 }
 
 // Option configures Make.
@@ -429,22 +438,43 @@ func (p *planner) classify(g *edge.Group, d name.Repository, existed bool, listE
 // checkSources verifies that every digest to be copied is in the source, and
 // refuses the copies of those that are not (or cannot be read).
 func (p *planner) checkSources(ctx context.Context) error {
-	refs := map[string]name.Reference{}
-	for k, src := range p.sources {
-		refs[k.repo+"@"+k.digest] = src
+	type got struct {
+		raw []byte
+		mt  types.MediaType
+		err error
 	}
-	found := p.headAll(ctx, refs)
+	found := make(map[srcKey]got, len(p.sources))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, k := range slices.SortedFunc(maps.Keys(p.sources), func(a, b srcKey) int { return cmp.Or(cmp.Compare(a.repo, b.repo), cmp.Compare(a.digest, b.digest)) }) {
+		if err := p.heads.Acquire(ctx, 1); err != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer p.heads.Release(1)
+			raw, mt, _, err := p.r.GetManifest(ctx, p.sources[k])
+			mu.Lock()
+			found[k] = got{raw, mt, err}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	drop := map[int]bool{}
 	for k, copies := range p.pending {
-		st := found[k.repo+"@"+k.digest]
-		if st.err == nil && st.present {
+		st := found[k]
+		if st.err == nil {
+			for _, c := range copies {
+				p.work[c.item].Manifest, p.work[c.item].MediaType = st.raw, st.mt
+			}
 			continue
 		}
 		class, reason := MissingSource, fmt.Sprintf("%s is not in the source registry", p.sources[k])
-		if st.err != nil {
+		if !access.IsNotFound(st.err) {
 			class, reason = Error, "reading the source: "+st.err.Error()
 		}
 		for _, c := range copies {

@@ -125,7 +125,8 @@ func Execute(ctx context.Context, reg Registry, p *plan.Plan, opts ...Option) (*
 	start := time.Now()
 	jobs := make([]transfer.Job, len(p.Work))
 	for i, it := range p.Work {
-		jobs[i] = transfer.Job{Source: it.Group.Source, Dest: it.Dest, Copy: it.Copy, Tags: it.Tags, DestExisted: it.Existed}
+		jobs[i] = transfer.Job{Source: it.Group.Source, Dest: it.Dest, Copy: it.Copy, Tags: it.Tags, DestExisted: it.Existed,
+			Manifest: it.Manifest, MediaType: it.MediaType}
 	}
 	var done atomic.Int64
 	var mu sync.Mutex

@@ -24,11 +24,14 @@ func (e *engine) finishJob(ctx context.Context, j Job, tree *node, res *Result) 
 	}
 	raw, mt := []byte(nil), types.MediaType("")
 	if j.Copy {
-		if err := e.writeTree(ctx, j.Dest, tree); err != nil {
+		// With tags, the image itself is written by its first tag (one
+		// request instead of two): everything beneath it is complete by
+		// then, so the tag never points at partial content.
+		if err := e.writeTree(ctx, j.Dest, tree, len(j.Tags) == 0); err != nil {
 			res.Image = err
 			return
 		}
-		res.Copied = true
+		res.Copied = len(j.Tags) == 0
 		raw, mt = tree.raw, tree.mt
 	}
 	if len(j.Tags) == 0 {
@@ -70,14 +73,28 @@ func (e *engine) finishJob(ctx context.Context, j Job, tree *node, res *Result) 
 			continue
 		}
 		atomic.AddInt64(&e.stats.TagsPut, 1)
+		if j.Copy {
+			res.Copied = true
+			e.mu.Lock()
+			e.present[repoBlob{j.Dest.Name(), want}] = true
+			e.mu.Unlock()
+		}
+	}
+	if j.Copy && !res.Copied {
+		// No tag could be written (each was taken meanwhile): still land
+		// the reviewed image by digest, so that a fix needs only a tag.
+		if err := e.writeTree(ctx, j.Dest, tree, true); err == nil {
+			res.Copied = true
+		}
 	}
 }
 
 // writeTree writes every manifest of the tree into repo by digest, children
-// before parents, each only when all its blobs are there.
-func (e *engine) writeTree(ctx context.Context, repo name.Repository, n *node) error {
+// before parents, each only when all its blobs are there. The root itself is
+// checked but written only when withRoot is set.
+func (e *engine) writeTree(ctx context.Context, repo name.Repository, n *node, withRoot bool) error {
 	for _, c := range n.children {
-		if err := e.writeTree(ctx, repo, c); err != nil {
+		if err := e.writeTree(ctx, repo, c, true); err != nil {
 			return err
 		}
 	}
@@ -96,6 +113,10 @@ func (e *engine) writeTree(ctx context.Context, repo name.Repository, n *node) e
 			e.mu.Unlock()
 			return &Error{Side: SideDestination, Ref: repo.Digest(b.Digest.String()).String(), Err: errors.New("blob missing after transfer")}
 		}
+	}
+	if !withRoot {
+		e.mu.Unlock()
+		return nil
 	}
 	once := e.putOnce[k]
 	if once == nil {

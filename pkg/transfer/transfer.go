@@ -61,6 +61,10 @@ type Job struct {
 	// DestExisted says the repository held something before the run: only
 	// then is it worth asking whether a blob or child manifest is there.
 	DestExisted bool
+	// Manifest and MediaType, when set, are the source manifest already
+	// read (by the planner): it is not read again.
+	Manifest  []byte
+	MediaType types.MediaType
 }
 
 // Result is what happened to one job.
@@ -178,7 +182,7 @@ func Run(ctx context.Context, reg Registry, jobs []Job, opts ...Option) ([]Resul
 	trees := make([]*node, len(jobs))
 	if err := e.forEach(ctx, len(jobs), func(ctx context.Context, i int) {
 		if jobs[i].Copy {
-			trees[i], results[i].Image = e.tree(ctx, jobs[i].Source.Context(), jobs[i].Source.DigestStr())
+			trees[i], results[i].Image = e.tree(ctx, jobs[i].Source.Context(), jobs[i].Source.DigestStr(), jobs[i].Manifest, jobs[i].MediaType)
 		}
 	}); err != nil {
 		return results, e.stats, err
@@ -221,9 +225,9 @@ func (e *engine) forEach(ctx context.Context, n int, f func(context.Context, int
 	return ctx.Err()
 }
 
-// tree reads a source manifest and, for an index, its children, once per
-// (repository, digest) for the whole run.
-func (e *engine) tree(ctx context.Context, repo name.Repository, digest string) (*node, error) {
+// tree reads a source manifest (unless raw is given) and, for an index, its
+// children, once per (repository, digest) for the whole run.
+func (e *engine) tree(ctx context.Context, repo name.Repository, digest string, raw []byte, mt types.MediaType) (*node, error) {
 	h, err := v1.NewHash(digest)
 	if err != nil {
 		return nil, err
@@ -236,16 +240,19 @@ func (e *engine) tree(ctx context.Context, repo name.Repository, digest string) 
 		e.trees[key] = te
 	}
 	e.mu.Unlock()
-	te.once.Do(func() { te.n, te.err = e.readTree(ctx, repo, h) })
+	te.once.Do(func() { te.n, te.err = e.readTree(ctx, repo, h, raw, mt) })
 	return te.n, te.err
 }
 
-func (e *engine) readTree(ctx context.Context, repo name.Repository, h v1.Hash) (*node, error) {
-	raw, mt, _, err := e.reg.GetManifest(ctx, repo.Digest(h.String()))
-	if err != nil {
-		return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: err}
+func (e *engine) readTree(ctx context.Context, repo name.Repository, h v1.Hash, raw []byte, mt types.MediaType) (*node, error) {
+	if raw == nil {
+		var err error
+		raw, mt, _, err = e.reg.GetManifest(ctx, repo.Digest(h.String()))
+		if err != nil {
+			return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: err}
+		}
+		atomic.AddInt64(&e.stats.ManifestsRead, 1)
 	}
-	atomic.AddInt64(&e.stats.ManifestsRead, 1)
 	n := &node{digest: h, mt: mt, raw: raw}
 	switch {
 	case mt.IsIndex():
@@ -255,7 +262,7 @@ func (e *engine) readTree(ctx context.Context, repo name.Repository, h v1.Hash) 
 		}
 		for _, d := range idx.Manifests {
 			if d.MediaType.IsIndex() || d.MediaType.IsImage() || isManifestType(d.MediaType) {
-				c, err := e.tree(ctx, repo, d.Digest.String())
+				c, err := e.tree(ctx, repo, d.Digest.String(), nil, "")
 				if err != nil {
 					return nil, err
 				}
