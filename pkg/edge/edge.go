@@ -25,6 +25,9 @@ type Tag struct {
 // Repeated image entries and repeated manifests asking for the same digest are
 // merged into one group per (source, destination set).
 type Group struct {
+	// Project is the thin-manifest project that asked first (empty for a
+	// plain manifest).
+	Project string
 	// Image is the image name as written in the manifest (without registry).
 	Image string
 	// Source is the staging image by digest.

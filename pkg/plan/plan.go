@@ -51,6 +51,7 @@ func (c Class) Refused() bool { return c == Conflict || c == MissingSource || c 
 // Action is the decision for one edge.
 type Action struct {
 	Class       Class         `json:"class"`
+	Project     string        `json:"project,omitempty"`
 	Image       string        `json:"image"`
 	Source      string        `json:"source"`      // staging repository
 	Destination string        `json:"destination"` // destination repository
@@ -91,6 +92,9 @@ type Plan struct {
 	// Problems are the validation problems; the entries they name are
 	// excluded from the plan.
 	Problems []diag.Problem `json:"problems"`
+	// Images summarises the actions per image for reviewers (filled by
+	// Describe; absent otherwise).
+	Images []ImageSummary `json:"images,omitempty"`
 	// Work is what executing the plan has to do, one item per (source
 	// digest, destination repository); not part of the JSON form.
 	Work []Item `json:"-"`
@@ -353,7 +357,7 @@ func (p *planner) planDest(ctx context.Context, d *dest) {
 // classify decides every edge of group g into repository d and records the
 // actions, the counts and the work item.
 func (p *planner) classify(g *edge.Group, d name.Repository, existed bool, listErr error, known map[string]state) {
-	base := Action{Image: g.Image, Source: g.Source.Context().Name(), Destination: d.Name(), Digest: g.Digest.String()}
+	base := Action{Project: g.Project, Image: g.Image, Source: g.Source.Context().Name(), Destination: d.Name(), Digest: g.Digest.String()}
 	img := known["digest:"+g.Digest.String()]
 	var actions []Action
 	add := func(tag string, pos diag.Position) {

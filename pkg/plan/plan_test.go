@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/access"
@@ -225,5 +228,67 @@ func TestTagListedButGoneIsPlannedFromTheDigest(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, classes(p)); diff != "" {
 		t.Errorf("classes (-want +got):\n%s", diff)
+	}
+}
+
+func TestDescribeReadsPlatformsAndSizes(t *testing.T) {
+	staging := testenv.InProcessRegistry(t)
+	prod := testenv.InProcessRegistry(t)
+	single := testenv.PushImageWith(t, staging+"/s/app", testenv.ImageSpec{Seed: 1, Layers: 2, LayerSize: 4096, Platform: "linux/arm64/v8"})
+	idx, _ := testenv.PushIndex(t, staging+"/s/multi", 2, "linux/amd64", "linux/s390x")
+	p := makePlan(t, fmt.Sprintf("registries:\n- name: %s/s\n  src: true\n- name: %s/p\nimages:\n- name: app\n  dmap:\n    %q: [\"1.0\"]\n- name: multi\n  dmap:\n    %q: [\"2.0\"]\n", staging, prod, single, idx))
+	client, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.Describe(context.Background(), client, p, 100); err != nil {
+		t.Fatal(err)
+	}
+	size := func(ref string) int64 {
+		t.Helper()
+		r, err := name.ParseReference(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := remote.Get(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total int64
+		add := func(img v1.Image) {
+			m, err := img.Manifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += m.Config.Size
+			for _, l := range m.Layers {
+				total += l.Size
+			}
+		}
+		if d.MediaType.IsIndex() {
+			ii, _ := d.ImageIndex()
+			im, _ := ii.IndexManifest()
+			for _, c := range im.Manifests {
+				img, _ := ii.Image(c.Digest)
+				add(img)
+			}
+			return total
+		}
+		img, _ := d.Image()
+		add(img)
+		return total
+	}
+	got := map[string]plan.ImageSummary{}
+	for _, s := range p.Images {
+		got[s.Image] = s
+	}
+	if s := got["app"]; !slices.Equal(s.Platforms, []string{"linux/arm64/v8"}) || s.Size != size(staging+"/s/app@"+single.String()) || s.Error != "" {
+		t.Errorf("app summary = %+v", s)
+	}
+	if s := got["multi"]; !slices.Equal(s.Platforms, []string{"linux/amd64", "linux/s390x"}) || s.Size != size(staging+"/s/multi@"+idx.String()) || s.Error != "" {
+		t.Errorf("multi summary = %+v", s)
+	}
+	if s := got["multi"]; !slices.Equal(s.Tags, []string{"2.0"}) || len(s.Destinations) != 1 || s.Counts[plan.Copy] != 1 {
+		t.Errorf("multi summary = %+v", s)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -156,7 +157,12 @@ func planMarkdown(w io.Writer, p *plan.Plan) error {
 	}
 	if len(loud) > 0 || diag.Errors(p.Problems) > 0 {
 		b.WriteString("**Refused and invalid entries**\n\n")
-		for _, a := range loud {
+		const maxLoud = 50
+		for i, a := range loud {
+			if i == maxLoud {
+				fmt.Fprintf(&b, "- ... and %d more refused edges (see the JSON report)\n", len(loud)-maxLoud)
+				break
+			}
 			fmt.Fprintf(&b, "- `%s`: %s (`%s`)\n", target(a), mdEscape(a.Reason), a.Position.String())
 		}
 		for _, pr := range p.Problems {
@@ -166,11 +172,16 @@ func planMarkdown(w io.Writer, p *plan.Plan) error {
 		}
 		b.WriteString("\n")
 	}
+	if p.Images != nil {
+		imagesMarkdown(&b, p.Images)
+	}
+	b.WriteString("<details><summary>Per destination registry</summary>\n\n")
 	b.WriteString("| destination registry | copy | tag | promoted | refused | error |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, d := range p.Destinations {
 		fmt.Fprintf(&b, "| `%s` | %d | %d | %d | %d | %d |\n", d.Registry, d.Counts[plan.Copy], d.Counts[plan.TagOnly], d.Counts[plan.Promoted],
 			d.Counts[plan.Conflict]+d.Counts[plan.MissingSource], d.Counts[plan.Error])
 	}
+	b.WriteString("\n</details>\n")
 	var todo []plan.Action
 	for _, a := range p.Actions {
 		if !a.Class.Refused() {
@@ -186,6 +197,89 @@ func planMarkdown(w io.Writer, p *plan.Plan) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// imagesMarkdown writes a summary table per project, then each project's
+// images (tags, platforms, size, destinations) in a collapsed section.
+func imagesMarkdown(b *strings.Builder, images []plan.ImageSummary) {
+	type proj struct {
+		images               []plan.ImageSummary
+		copies, tags, refuse int
+	}
+	byProj := map[string]*proj{}
+	var names []string
+	for _, im := range images {
+		pr := byProj[im.Project]
+		if pr == nil {
+			pr = &proj{}
+			byProj[im.Project] = pr
+			names = append(names, im.Project)
+		}
+		pr.images = append(pr.images, im)
+		pr.copies += im.Counts[plan.Copy]
+		pr.tags += im.Counts[plan.TagOnly]
+		pr.refuse += im.Counts[plan.Conflict] + im.Counts[plan.MissingSource] + im.Counts[plan.Error]
+	}
+	slices.Sort(names)
+	b.WriteString("| project | images | edges to copy | edges to tag | refused |\n|---|---:|---:|---:|---:|\n")
+	for _, n := range names {
+		pr := byProj[n]
+		fmt.Fprintf(b, "| %s | %d | %d | %d | %d |\n", projectName(n), len(pr.images), pr.copies, pr.tags, pr.refuse)
+	}
+	b.WriteString("\n")
+	for _, n := range names {
+		pr := byProj[n]
+		fmt.Fprintf(b, "<details><summary>%s: %s</summary>\n\n", projectName(n), plural(len(pr.images), "image"))
+		b.WriteString("| image | tags | digest | platforms | size | destinations | status |\n|---|---|---|---|---:|---:|---|\n")
+		for _, im := range pr.images {
+			tags := "(digest only)"
+			if len(im.Tags) > 0 {
+				tags = "`" + strings.Join(im.Tags, "`, `") + "`"
+			}
+			platforms := strings.Join(im.Platforms, ", ")
+			size := ""
+			if im.Size > 0 {
+				size = bytes(im.Size)
+			}
+			if im.Error != "" {
+				platforms = "details unavailable: " + mdEscape(im.Error)
+			}
+			fmt.Fprintf(b, "| `%s` | %s | `%s` | %s | %s | %d | %s |\n", im.Image, tags, shortDigest(im.Digest), platforms, size, len(im.Destinations), status(im.Counts))
+		}
+		b.WriteString("\n")
+		for _, im := range pr.images {
+			fmt.Fprintf(b, "<details><summary><code>%s@%s</code>: %s</summary>\n\n", im.Image, shortDigest(im.Digest), plural(len(im.Destinations), "destination"))
+			for _, d := range im.Destinations {
+				fmt.Fprintf(b, "- `%s`\n", d)
+			}
+			b.WriteString("\n</details>\n")
+		}
+		b.WriteString("\n</details>\n\n")
+	}
+}
+
+func projectName(p string) string {
+	if p == "" {
+		return "(plain manifests)"
+	}
+	return p
+}
+
+func shortDigest(d string) string {
+	if len(d) > len("sha256:")+12 {
+		return d[:len("sha256:")+12]
+	}
+	return d
+}
+
+func status(c plan.Counts) string {
+	var parts []string
+	for _, cl := range plan.Classes {
+		if n := c[cl]; n > 0 && cl != plan.Promoted {
+			parts = append(parts, fmt.Sprintf("%s %d", classLabel[cl], n))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func plural(n int, word string) string {

@@ -36,7 +36,10 @@ func samplePlan() *plan.Plan {
 		{Class: plan.MissingSource, Image: "gone", Source: "stage.example/s/gone", Destination: "prod.example/p/gone", Digest: dA, Reason: "stage.example/s/gone@" + dA + " is not in the source registry", Position: pos(9)},
 	}
 	plan.SortActions(actions)
-	return &plan.Plan{
+	for i := range actions {
+		actions[i].Project = "team-a"
+	}
+	p := &plan.Plan{
 		SchemaVersion: plan.SchemaVersion,
 		Stats:         validate.Stats{Manifests: 1, Images: 2, Digests: 2, Tags: 3, Edges: 6, ValidEdges: 5, Errors: 1},
 		Counts:        plan.Counts{plan.Copy: 1, plan.TagOnly: 1, plan.Promoted: 1, plan.Conflict: 1, plan.MissingSource: 1},
@@ -47,6 +50,13 @@ func samplePlan() *plan.Plan {
 		Actions:  actions,
 		Problems: []diag.Problem{{Pos: pos(12), Severity: diag.SeverityError, Code: diag.CodeDigest, Entry: "image bad", Message: `invalid digest "sha256:12" (2 hex digits, want 64)`}},
 	}
+	p.Images = plan.Summaries(p)
+	for i := range p.Images {
+		if p.Images[i].Digest == dB {
+			p.Images[i].Platforms, p.Images[i].Size = []string{"linux/amd64", "linux/arm64"}, 3<<20+512
+		}
+	}
+	return p
 }
 
 func sampleRun() *promote.Report {

@@ -239,7 +239,7 @@ func (v *validator) image(m *manifest.Manifest, img *manifest.Image, dests []man
 		key := groupKey{source: srcRepo.Name(), digest: h.String(), dests: destKey}
 		g, ok := v.groups[key]
 		if !ok {
-			g = &edge.Group{Image: img.Name, Source: srcRepo.Digest(h.String()), Digest: h, Dests: repos, Pos: d.Pos}
+			g = &edge.Group{Project: m.Project, Image: img.Name, Source: srcRepo.Digest(h.String()), Digest: h, Dests: repos, Pos: d.Pos}
 			v.groups[key] = g
 			v.order = append(v.order, g)
 		}
