@@ -150,6 +150,14 @@ type engine struct {
 	holder map[string]map[v1.Hash]name.Repository
 	// putOnce dedupes manifest writes shared by several jobs.
 	putOnce map[repoBlob]*onceErr
+
+	// pending counts, per job, the blobs it still waits for; dependents
+	// lists the jobs waiting for each (repository, blob); ready receives
+	// jobs whose blobs are all settled.
+	pending    []int
+	dependents map[repoBlob][]int
+	ready      chan int
+	finished   atomic.Int64
 }
 
 type treeEntry struct {
@@ -191,20 +199,53 @@ func Run(ctx context.Context, reg Registry, jobs []Job, opts ...Option) ([]Resul
 		return results, e.stats, err
 	}
 
-	// 2. Blobs: one task per unique blob, largest first.
+	// 2. Blobs: one task per unique blob, largest first. 3. At the same
+	// time, each job's manifests (children first) and then its tags, as
+	// soon as every blob it needs in its repository is settled.
 	tasks := e.blobTasks(jobs, trees, results)
-	if err := e.forEach(ctx, len(tasks), func(ctx context.Context, i int) { e.runTask(ctx, tasks[i]) }); err != nil {
-		return results, e.stats, err
-	}
-
-	// 3. Manifests (children first) and then tags, per job.
-	err := e.forEach(ctx, len(jobs), func(ctx context.Context, i int) {
+	blobsDone := make(chan error, 1)
+	go func() {
+		blobsDone <- e.forEach(ctx, len(tasks), func(ctx context.Context, i int) { e.runTask(ctx, tasks[i]) })
+	}()
+	err := e.runJobs(ctx, len(jobs), func(ctx context.Context, i int) {
 		e.finishJob(ctx, jobs[i], trees[i], &results[i])
 		if cfg.onProgress != nil {
 			cfg.onProgress(jobs[i], results[i])
 		}
 	})
+	if berr := <-blobsDone; err == nil {
+		err = berr
+	}
 	return results, e.stats, err
+}
+
+// runJobs runs f for each job once it is ready (all its blobs settled), at
+// most cfg.jobs at a time.
+func (e *engine) runJobs(ctx context.Context, n int, f func(context.Context, int)) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for range e.cfg.jobs {
+		g.Go(func() error {
+			for {
+				select {
+				case i, ok := <-e.ready:
+					if !ok {
+						return nil
+					}
+					f(gctx, i)
+					if e.finished.Add(1) == int64(n) {
+						close(e.ready)
+					}
+				case <-gctx.Done():
+					return nil
+				}
+			}
+		})
+	}
+	if n == 0 {
+		return ctx.Err()
+	}
+	_ = g.Wait()
+	return ctx.Err()
 }
 
 // forEach runs f for 0..n-1 with bounded concurrency; it stops early only
@@ -377,17 +418,36 @@ type task struct {
 func (e *engine) blobTasks(jobs []Job, trees []*node, results []Result) []*task {
 	byDigest := map[v1.Hash]*task{}
 	need := map[repoBlob]bool{}
+	e.pending = make([]int, len(jobs))
+	e.dependents = map[repoBlob][]int{}
+	e.ready = make(chan int, len(jobs))
+	defer func() {
+		for i, n := range e.pending {
+			if n == 0 {
+				e.ready <- i
+			}
+		}
+	}()
 	for i, j := range jobs {
 		if trees[i] == nil || results[i].Image != nil {
 			continue
 		}
+		waits := map[repoBlob]bool{}
 		trees[i].walk(func(n *node) {
 			if e.present[repoBlob{j.Dest.Name(), n.digest}] {
 				return // manifest already there: so is everything beneath it
 			}
 			for _, b := range n.blobs {
 				k := repoBlob{j.Dest.Name(), b.Digest}
-				if e.present[k] || need[k] {
+				if e.present[k] {
+					continue
+				}
+				if !waits[k] {
+					waits[k] = true
+					e.pending[i]++
+					e.dependents[k] = append(e.dependents[k], i)
+				}
+				if need[k] {
 					continue
 				}
 				need[k] = true
@@ -421,11 +481,20 @@ func (e *engine) setBlob(repo name.Repository, d v1.Hash, err error) {
 	k := repoBlob{repo.Name(), d}
 	if err != nil {
 		e.blobErr[k] = err
-		return
+	} else {
+		e.present[k] = true
+		delete(e.blobErr, k)
+		e.addHolder(repo, d)
 	}
-	e.present[k] = true
-	delete(e.blobErr, k)
-	e.addHolder(repo, d)
+	// The blob is settled in this repository: release the jobs waiting
+	// for it (once).
+	for _, i := range e.dependents[k] {
+		e.pending[i]--
+		if e.pending[i] == 0 {
+			e.ready <- i
+		}
+	}
+	delete(e.dependents, k)
 }
 
 func (e *engine) holderOf(host string, d v1.Hash) (name.Repository, bool) {
