@@ -32,7 +32,6 @@ var cipUnsupported = []struct{ flag, why string }{
 	{"sign", "signing is not supported yet (pass --sign=false or drop the flag)"},
 	{"snapshot", "snapshots are not supported yet"},
 	{"snapshot-tag", "snapshots are not supported yet"},
-	{"use-prow-manifest-diff", "pull-request mode is not supported yet"},
 	{"vuln-severity-threshold", "vulnerability checks use Google Container Analysis: not supported"},
 }
 
@@ -62,6 +61,9 @@ func newCipCmd(e *env) *cobra.Command {
   --manifest FILE, --thin-manifest-dir DIR   the manifests
   --confirm                                  promote (without it: plan only, a dry run)
   --parse-only                               validate only (offline here)
+  --use-prow-manifest-diff                   only the edges the change adds, since
+                                             $PULL_BASE_SHA (presubmit, batch) or
+                                             HEAD^ (postsubmit), as kpromo does
 Google-Cloud-only flags (--use-service-account, --key-files, ...) are accepted
 and ignored with a notice. See docs/kpromo.md for the full mapping.`,
 		Args: noArgs,
@@ -80,6 +82,14 @@ and ignored with a notice. See docs/kpromo.md for the full mapping.`,
 				if asksFor(cmd.Flags(), u.flag) {
 					return usageErr("--%s: %s", u.flag, u.why)
 				}
+			}
+			if asksFor(cmd.Flags(), "use-prow-manifest-diff") && !parseOnly {
+				rev, from, err := prowBase()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stderr, "notice: --use-prow-manifest-diff: only the edges added since %s (%s)\n", rev, from)
+				f.since = rev
 			}
 			if parseOnly {
 				inputs, err := f.in.inputs(nil)

@@ -23,6 +23,8 @@ type promoteFlags struct {
 	jobs     int
 	insecure []string
 	confirm  bool
+	// since is a git revision: plan only the edges added since then.
+	since string
 
 	hostConcurrency int
 	hostRate        float64
@@ -38,6 +40,7 @@ func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
 	if withConfirm {
 		cmd.Flags().BoolVar(&f.confirm, "confirm", false, "execute the plan (without it, only plan)")
 	}
+	cmd.Flags().StringVar(&f.since, "since", "", "pull-request mode: only the edges the change since git revision REV adds (the manifests must be in a git work tree)")
 }
 
 func (f *promoteFlags) registerLimits(cmd *cobra.Command) {
@@ -97,6 +100,11 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 	}
 	log := e.logger()
 	res := validate.Validate(manifest.Load(inputs))
+	if f.since != "" {
+		if res, err = e.onlyAdded(ctx, f.since, inputs, res); err != nil {
+			return err
+		}
+	}
 	client, err := access.New(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log),
 		access.WithHostLimits(access.HostLimits{Concurrency: f.hostConcurrency, Rate: f.hostRate}), access.WithMaxRetryWait(f.maxRetryWait))
 	if err != nil {
