@@ -165,6 +165,11 @@ func TestPlanRunCipInProcess(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "| destination registry |") {
 		t.Errorf("markdown plan: exit %d\n%s", code, out)
 	}
+	// The reviewers' table names the image with its platform, read from
+	// staging.
+	if !strings.Contains(out, "| `app` | `1.0` | `"+d.String()[:19]+"` | linux/amd64 |") {
+		t.Errorf("markdown plan lacks the image row with its platform:\n%s", out)
+	}
 
 	// kpromo's spelling promotes.
 	code, out, errOut := run(t, "cip", "--thin-manifest-dir", dir, "--confirm", "--use-service-account")

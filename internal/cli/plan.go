@@ -26,6 +26,7 @@ type promoteFlags struct {
 	// since is a git revision: plan only the edges added since then.
 	since string
 
+	describeLimit   int
 	hostConcurrency int
 	hostRate        float64
 	maxRetryWait    time.Duration
@@ -40,6 +41,7 @@ func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
 	if withConfirm {
 		cmd.Flags().BoolVar(&f.confirm, "confirm", false, "execute the plan (without it, only plan)")
 	}
+	cmd.Flags().IntVar(&f.describeLimit, "describe-limit", 200, "with -o markdown or json: read size and platforms from staging for at most this many images (0: none)")
 	cmd.Flags().StringVar(&f.since, "since", "", "pull-request mode: only the edges the change since git revision REV adds (the manifests must be in a git work tree)")
 }
 
@@ -116,6 +118,13 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 		return err
 	}
 	if !execute {
+		if format != report.Text && f.describeLimit > 0 {
+			// For reviewers: size and platforms of each image, read from
+			// staging (the manifests read while planning are reused).
+			if err := plan.Describe(ctx, client, p, f.describeLimit); err != nil {
+				return err
+			}
+		}
 		if err := report.Plan(e.stdout, format, p); err != nil {
 			return err
 		}
