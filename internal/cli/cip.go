@@ -25,13 +25,13 @@ var cipNoEffect = []string{"json-log-summary", "max-image-size", "max-signature-
 // the job does. Checked in this order.
 var cipUnsupported = []struct{ flag, why string }{
 	{"check-manifest-lists-from-snapshot", "not supported"},
-	{"manifest-based-snapshot-of", "snapshots are not supported yet"},
-	{"minimal-snapshot", "snapshots are not supported yet"},
-	{"output", "snapshots are not supported yet"},
+	{"manifest-based-snapshot-of", "use 'promoter snapshot --from-manifests REGISTRY PATH' (it reads thin directories too)"},
+	{"minimal-snapshot", "use 'promoter snapshot --minimal REGISTRY/PREFIX'"},
+	{"output", "snapshot output: use 'promoter snapshot -o yaml|csv'"},
 	{"repository", "not supported"},
 	{"sign", "signing is not supported yet (pass --sign=false or drop the flag)"},
-	{"snapshot", "snapshots are not supported yet"},
-	{"snapshot-tag", "snapshots are not supported yet"},
+	{"snapshot", "use 'promoter snapshot REGISTRY/PREFIX'"},
+	{"snapshot-tag", "use 'promoter snapshot --tag TAG REGISTRY/PREFIX'"},
 	{"vuln-severity-threshold", "vulnerability checks use Google Container Analysis: not supported"},
 }
 
