@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -129,9 +128,7 @@ usage errors.`,
 // writeAddReport renders what add did.
 func writeAddReport(w io.Writer, f report.Format, rep *manifestedit.Report) error {
 	if f == report.JSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return report.WriteJSON(w, rep)
 	}
 	var b strings.Builder
 	digests, tags := 0, 0

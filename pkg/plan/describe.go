@@ -53,7 +53,7 @@ func Summaries(p *Plan) []ImageSummary {
 		k := key{a.Source, a.Digest}
 		s := byKey[k]
 		if s == nil {
-			s = &ImageSummary{Project: a.Project, Image: a.Image, Source: a.Source, Digest: a.Digest, Counts: Counts{}}
+			s = &ImageSummary{Project: a.Project, Image: a.Image, Source: a.Source, Digest: a.Digest, Counts: Counts{}, Tags: []string{}}
 			byKey[k] = s
 			tags[k], dests[k] = map[string]bool{}, map[string]bool{}
 		}
@@ -65,7 +65,7 @@ func Summaries(p *Plan) []ImageSummary {
 	}
 	out := make([]ImageSummary, 0, len(byKey))
 	for k, s := range byKey {
-		s.Tags = slices.Sorted(maps.Keys(tags[k]))
+		s.Tags = append(s.Tags, slices.Sorted(maps.Keys(tags[k]))...)
 		s.Destinations = slices.Sorted(maps.Keys(dests[k]))
 		out = append(out, *s)
 	}

@@ -43,6 +43,10 @@ func ParseFormat(s string, allowed ...Format) (Format, error) {
 	return "", fmt.Errorf("unknown output format %q (want %s)", s, strings.Join(names, ", "))
 }
 
+// WriteJSON writes v as indented JSON, with <, > and & as they are: the one
+// JSON style of every command.
+func WriteJSON(w io.Writer, v any) error { return writeJSON(w, v) }
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
