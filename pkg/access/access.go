@@ -4,7 +4,6 @@
 package access
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -168,12 +167,6 @@ func (c *Client) ref(r name.Reference) name.Reference {
 	return r
 }
 
-// List returns every tag of the repository (see ListTags).
-func (c *Client) List(ctx context.Context, repo name.Repository) ([]string, error) {
-	tags, _, err := c.ListTags(ctx, repo)
-	return tags, err
-}
-
 // IsLoopback reports whether a registry host (with or without port) is on
 // this machine: localhost, *.localhost, 127.0.0.0/8 or ::1.
 func IsLoopback(host string) bool {
@@ -214,15 +207,6 @@ func StatusCode(err error) int {
 		return te.StatusCode
 	}
 	return 0
-}
-
-// Host returns the host an error's request went to, or "".
-func Host(err error) string {
-	var te *transport.Error
-	if errors.As(err, &te) && te.Request != nil && te.Request.URL != nil {
-		return te.Request.URL.Host
-	}
-	return ""
 }
 
 // FastBackoff retries quickly; for tests that provoke failures on purpose.
