@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"debug/buildinfo"
 	"encoding/json"
@@ -9,16 +8,16 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imgpromoter/promoter/internal/regtest"
 )
 
 const (
@@ -225,9 +224,7 @@ type Distribution struct {
 	// Name labels the registry in failure messages, e.g. "staging".
 	Name string
 
-	logs     *syncBuffer
-	stopOnce sync.Once
-	stopFn   func()
+	proc *regtest.Process
 }
 
 // StartDistribution starts a Distribution registry labelled name and waits
@@ -242,7 +239,7 @@ func StartDistribution(t testing.TB, name string) *Distribution {
 	}
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
-		port, err := freePort()
+		port, err := regtest.FreePort()
 		if err != nil {
 			t.Fatalf("testenv: %s: %v", name, err)
 		}
@@ -266,161 +263,29 @@ func launchDistribution(t testing.TB, bin, name, dir, storage string, port int) 
 	t.Helper()
 	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(distributionConfig(host, storage)), 0o644); err != nil {
+	// Request logging at info level is kept in memory and shown only on
+	// failure.
+	cfg := regtest.Config{Host: host, StorageDir: storage, LogLevel: "info", Secret: "promoter-testenv"}
+	if err := os.WriteFile(cfgPath, []byte(cfg.Render()), 0o644); err != nil {
 		return nil, false, err
 	}
-
-	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "serve", cfgPath)
-	cmd.Env = distributionEnv()
-	cmd.Stdout = logs
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		return nil, false, fmt.Errorf("starting %s: %w", bin, err)
+	proc, err := regtest.Launch(t.Context(), bin, cfgPath, host, readyTimeout)
+	if err != nil {
+		return nil, errors.Is(err, regtest.ErrAddrInUse), err
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // Killing is how it normally ends; the logs say the rest.
-		close(exited)
-	}()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-
-	d = &Distribution{Host: host, Name: name, logs: logs, stopFn: stop}
-	if err := waitReady(t.Context(), host, exited); err != nil {
-		stop()
-		out := logs.String()
-		return nil, strings.Contains(out, "address already in use"), fmt.Errorf("%w\nregistry output:\n%s", err, out)
-	}
+	d = &Distribution{Host: host, Name: name, proc: proc}
 	t.Cleanup(d.Stop)
 	return d, false, nil
-}
-
-// distributionConfig renders the registry configuration: no auth, no
-// deletes, no background upload purging, and request logging at info level
-// (kept in memory and shown only on failure) without the separate access log.
-func distributionConfig(host, storage string) string {
-	return fmt.Sprintf(`version: 0.1
-log:
-  level: info
-  formatter: text
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %q
-  delete:
-    enabled: false
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %q
-  secret: promoter-testenv
-`, storage, host)
-}
-
-// distributionEnv is the caller's environment without REGISTRY_* variables,
-// which Distribution would read as configuration overrides, and with
-// OpenTelemetry export off so the registry does not dial a collector.
-func distributionEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REGISTRY_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
-}
-
-// waitReady polls GET /v2/ until it answers 200, the process exits, or
-// readyTimeout passes.
-func waitReady(ctx context.Context, host string, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	// A poll must not outlive the process: if another program holds the
-	// port, requests hang in its accept queue instead of failing.
-	go func() {
-		select {
-		case <-exited:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	client := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/v2/", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET /v2/: %s", resp.Status)
-		}
-		last = err
-		select {
-		case <-exited: // Checked first: exiting also cancels ctx.
-			return errors.New("registry exited before answering")
-		default:
-		}
-		select {
-		case <-exited:
-			return errors.New("registry exited before answering")
-		case <-ctx.Done():
-			return fmt.Errorf("registry not ready after %s: %v", readyTimeout, last)
-		case <-tick.C:
-		}
-	}
-}
-
-// freePort asks the kernel for a port that is free right now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Logs returns everything the registry has written to stdout and stderr so
 // far, for debugging failed tests.
 func (d *Distribution) Logs() string {
-	return d.logs.String()
+	return d.proc.Logs()
 }
 
 // Stop kills the registry, e.g. to test a destination going away mid-run.
 // It is safe to call more than once; the test's cleanup calls it too.
 func (d *Distribution) Stop() {
-	d.stopOnce.Do(d.stopFn)
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a child
-// process's output copier and reads from tests.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write appends p.
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns a copy of the contents.
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	d.proc.Stop()
 }

@@ -17,41 +17,40 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imgpromoter/promoter/internal/regtest"
 )
 
 // Path patterns for FaultRule.Path, matching the distribution API routes.
 const (
 	// PathManifest matches manifest requests, by tag or digest.
-	PathManifest = `^/v2/.+/manifests/[^/]+$`
+	PathManifest = regtest.PathManifest
 	// PathBlob matches blob requests by digest (not uploads).
-	PathBlob = `^/v2/.+/blobs/` + digestPattern + `$`
+	PathBlob = regtest.PathBlob
 	// PathUpload matches blob upload requests: start, chunk and commit.
-	PathUpload = `^/v2/.+/blobs/uploads/`
+	PathUpload = regtest.PathUpload
 	// PathTags matches tag listing requests.
-	PathTags = `^/v2/.+/tags/list$`
-
-	// digestPattern is the OCI distribution-spec digest grammar.
-	digestPattern = `[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+`
+	PathTags = regtest.PathTags
 )
 
 // Path classes counted in ProxyStats.ByClass.
 const (
 	// ClassBase is the API version check, /v2/.
-	ClassBase = "base"
+	ClassBase = regtest.ClassBase
 	// ClassCatalog is the repository listing, /v2/_catalog.
-	ClassCatalog = "catalog"
+	ClassCatalog = regtest.ClassCatalog
 	// ClassManifest is a manifest request, see PathManifest.
-	ClassManifest = "manifest"
+	ClassManifest = regtest.ClassManifest
 	// ClassBlob is a blob request by digest, see PathBlob.
-	ClassBlob = "blob"
+	ClassBlob = regtest.ClassBlob
 	// ClassUpload is a blob upload request, see PathUpload.
-	ClassUpload = "upload"
+	ClassUpload = regtest.ClassUpload
 	// ClassTags is a tag listing, see PathTags.
-	ClassTags = "tags"
+	ClassTags = regtest.ClassTags
 	// ClassReferrers is a referrers listing, /v2/<name>/referrers/<digest>.
-	ClassReferrers = "referrers"
+	ClassReferrers = regtest.ClassReferrers
 	// ClassOther is any other path.
-	ClassOther = "other"
+	ClassOther = regtest.ClassOther
 )
 
 // FaultKind says how a FaultRule breaks a request.
@@ -134,15 +133,6 @@ type activeRule struct {
 
 // errTruncated aborts a FaultTruncate response.
 var errTruncated = errors.New("testenv: response truncated by fault rule")
-
-// Route patterns for classify, compiled once and never modified.
-var (
-	manifestRE  = regexp.MustCompile(PathManifest)
-	blobRE      = regexp.MustCompile(`^/v2/.+/blobs/(` + digestPattern + `)$`)
-	uploadRE    = regexp.MustCompile(PathUpload)
-	tagsRE      = regexp.MustCompile(PathTags)
-	referrersRE = regexp.MustCompile(`^/v2/.+/referrers/[^/]+$`)
-)
 
 // NewFaultProxy starts a proxy on 127.0.0.1 forwarding to the registry at
 // upstreamHost ("host:port", plain HTTP) and applying rules in order. It is
@@ -237,7 +227,7 @@ func (p *FaultProxy) Stats() ProxyStats {
 
 // ServeHTTP counts the request, then injects a fault or forwards it.
 func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	class := classify(r.URL.Path)
+	class := regtest.Classify(r.URL.Path)
 	rule := p.record(r, class)
 	if rule == nil {
 		p.proxy.ServeHTTP(w, r)
@@ -268,8 +258,8 @@ func (p *FaultProxy) record(r *http.Request, class string) *activeRule {
 	p.stats.ByClass[r.Method+" "+class]++
 	if class == ClassBlob && r.Method == http.MethodGet {
 		p.stats.BlobGETs++
-		if m := blobRE.FindStringSubmatch(r.URL.Path); m != nil {
-			if h, err := v1.NewHash(m[1]); err == nil {
+		if d, ok := regtest.BlobDigest(r.URL.Path); ok {
+			if h, err := v1.NewHash(d); err == nil {
 				p.stats.BlobGETsByDigest[h]++
 			}
 		}
@@ -293,43 +283,10 @@ func (p *FaultProxy) record(r *http.Request, class string) *activeRule {
 	return firing
 }
 
-// rewriteLocation points absolute Location headers naming the upstream
-// (Distribution sends them for blob uploads) back at the proxy, so that
-// clients keep going through it for the rest of an upload.
+// rewriteLocation keeps clients on the proxy for the rest of an upload;
+// see regtest.RewriteLocation.
 func (p *FaultProxy) rewriteLocation(resp *http.Response) error {
-	loc := resp.Header.Get("Location")
-	if loc == "" {
-		return nil
-	}
-	u, err := url.Parse(loc)
-	if err != nil || u.Host != p.upstream.Host {
-		return nil
-	}
-	u.Host = p.host
-	resp.Header.Set("Location", u.String())
-	return nil
-}
-
-// classify names the API route of path; see the Class constants.
-func classify(path string) string {
-	switch {
-	case path == "/v2/" || path == "/v2":
-		return ClassBase
-	case path == "/v2/_catalog":
-		return ClassCatalog
-	case uploadRE.MatchString(path):
-		return ClassUpload
-	case blobRE.MatchString(path):
-		return ClassBlob
-	case manifestRE.MatchString(path):
-		return ClassManifest
-	case tagsRE.MatchString(path):
-		return ClassTags
-	case referrersRE.MatchString(path):
-		return ClassReferrers
-	default:
-		return ClassOther
-	}
+	return regtest.RewriteLocation(resp, p.upstream.Host, p.host)
 }
 
 // writeRegistryError answers like a registry would, with an error code the

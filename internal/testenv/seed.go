@@ -1,29 +1,20 @@
 package testenv
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgpromoter/promoter/internal/regtest"
 )
 
 const (
@@ -37,13 +28,6 @@ const (
 	// value works, it only has to differ from the per-image keys.
 	sharedBaseKey = "testenv/shared-base"
 )
-
-// epochUnix (2024-01-01T00:00:00Z) is the creation time of every test
-// image, fixed so that digests do not depend on when the test ran.
-const epochUnix = 1704067200
-
-// epoch returns epochUnix as a time.
-func epoch() time.Time { return time.Unix(epochUnix, 0).UTC() }
 
 // ImageSpec describes a deterministic single-platform test image: the same
 // spec always yields the same digest, on any machine and in any run.
@@ -209,19 +193,13 @@ func pushTarget(t testing.TB, ref string, dig v1.Hash) name.Reference {
 	return repo.Digest(dig.String())
 }
 
-// buildIndex assembles the index documented on PushIndex. Its manifest is
-// marshalled here rather than by mutate.AppendManifests, which would mark
-// every child with an artifactType as if it were an artifact; image indexes
-// pushed by docker buildx and friends carry none.
+// buildIndex assembles the index documented on PushIndex.
 func buildIndex(seed int64, platforms []string) (v1.ImageIndex, error) {
 	if len(platforms) == 0 {
 		platforms = []string{"linux/amd64", "linux/arm64"}
 	}
-	idx := &seededIndex{
-		manifest: v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex},
-		images:   map[v1.Hash]v1.Image{},
-	}
-	for _, p := range platforms {
+	children := make([]regtest.IndexChild, len(platforms))
+	for i, p := range platforms {
 		plat, err := v1.ParsePlatform(p)
 		if err != nil {
 			return nil, err
@@ -230,63 +208,9 @@ func buildIndex(seed int64, platforms []string) (v1.ImageIndex, error) {
 		if err != nil {
 			return nil, err
 		}
-		desc, err := partial.Descriptor(img)
-		if err != nil {
-			return nil, err
-		}
-		idx.manifest.Manifests = append(idx.manifest.Manifests, v1.Descriptor{
-			MediaType: desc.MediaType,
-			Size:      desc.Size,
-			Digest:    desc.Digest,
-			Platform:  plat,
-		})
-		idx.images[desc.Digest] = img
+		children[i] = regtest.IndexChild{Image: img, Platform: plat}
 	}
-	raw, err := json.Marshal(idx.manifest)
-	if err != nil {
-		return nil, err
-	}
-	idx.raw = raw
-	return idx, nil
-}
-
-// seededIndex is an in-memory OCI image index over seeded images.
-type seededIndex struct {
-	manifest v1.IndexManifest
-	raw      []byte
-	images   map[v1.Hash]v1.Image
-}
-
-// MediaType implements v1.ImageIndex.
-func (i *seededIndex) MediaType() (types.MediaType, error) { return i.manifest.MediaType, nil }
-
-// Digest implements v1.ImageIndex.
-func (i *seededIndex) Digest() (v1.Hash, error) {
-	h, _, err := v1.SHA256(bytes.NewReader(i.raw))
-	return h, err
-}
-
-// Size implements v1.ImageIndex.
-func (i *seededIndex) Size() (int64, error) { return int64(len(i.raw)), nil }
-
-// IndexManifest implements v1.ImageIndex.
-func (i *seededIndex) IndexManifest() (*v1.IndexManifest, error) { return i.manifest.DeepCopy(), nil }
-
-// RawManifest implements v1.ImageIndex.
-func (i *seededIndex) RawManifest() ([]byte, error) { return bytes.Clone(i.raw), nil }
-
-// Image implements v1.ImageIndex.
-func (i *seededIndex) Image(h v1.Hash) (v1.Image, error) {
-	img, ok := i.images[h]
-	if !ok {
-		return nil, fmt.Errorf("index has no image %s", h)
-	}
-	return img, nil
-}
-
-// ImageIndex implements v1.ImageIndex; seeded indexes do not nest.
-func (i *seededIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
-	return nil, fmt.Errorf("index has no child index %s", h)
+	return regtest.NewIndex(children)
 }
 
 // buildImage assembles an OCI image whose every byte is a function of spec.
@@ -304,75 +228,20 @@ func buildImage(spec ImageSpec) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{
-		Architecture: plat.Architecture,
-		OS:           plat.OS,
-		Variant:      plat.Variant,
-		Created:      v1.Time{Time: epoch()},
-		Config:       v1.Config{Labels: map[string]string{SeedLabel: strconv.FormatInt(spec.Seed, 10)}},
-		RootFS:       v1.RootFS{Type: "layers"},
-	})
-	if err != nil {
-		return nil, err
-	}
-	adds := make([]mutate.Addendum, spec.Layers)
-	for i := range adds {
+	layers := make([]regtest.ImageLayer, spec.Layers)
+	for i := range layers {
 		key := fmt.Sprintf("testenv/%d/%s/%d", spec.Seed, plat, i)
 		if i == 0 && spec.SharedBase {
 			key = sharedBaseKey
 		}
-		layer, err := deterministicLayer(key, i, spec.LayerSize)
+		// Pseudo-random payload from a stream fixed forever for key.
+		layer, err := regtest.NewLayer(fmt.Sprintf("testenv/layer-%d.bin", i), newHashStream(key), int64(spec.LayerSize))
 		if err != nil {
 			return nil, err
 		}
-		adds[i] = mutate.Addendum{
-			Layer:   layer,
-			History: v1.History{Created: v1.Time{Time: epoch()}, CreatedBy: "testenv layer " + strconv.Itoa(i)},
-		}
+		layers[i] = regtest.ImageLayer{Layer: layer, CreatedBy: "testenv layer " + strconv.Itoa(i)}
 	}
-	img, err = mutate.Append(img, adds...)
-	if err != nil {
-		return nil, err
-	}
-	img = mutate.MediaType(img, types.OCIManifestSchema1)
-	return mutate.ConfigMediaType(img, types.OCIConfigJSON), nil
-}
-
-// deterministicLayer returns a gzipped tar layer holding one file of size
-// pseudo-random bytes derived from key. Gzip runs at NoCompression: the
-// payload is incompressible anyway, and stored blocks keep the digest
-// independent of the Go version's deflate implementation.
-func deterministicLayer(key string, index, size int) (v1.Layer, error) {
-	var buf bytes.Buffer
-	gz, err := gzip.NewWriterLevel(&buf, gzip.NoCompression)
-	if err != nil {
-		return nil, err
-	}
-	tw := tar.NewWriter(gz)
-	hdr := &tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     fmt.Sprintf("testenv/layer-%d.bin", index),
-		Mode:     0o644,
-		Size:     int64(size),
-		ModTime:  epoch(),
-		Format:   tar.FormatUSTAR,
-	}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return nil, err
-	}
-	if _, err := io.Copy(tw, io.LimitReader(newHashStream(key), int64(size))); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	if err := gz.Close(); err != nil {
-		return nil, err
-	}
-	blob := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(blob)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	return regtest.NewImage(plat, map[string]string{SeedLabel: strconv.FormatInt(spec.Seed, 10)}, layers)
 }
 
 // hashStream is an endless byte stream SHA-256(key || counter) for counter

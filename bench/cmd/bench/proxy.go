@@ -8,53 +8,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"regexp"
 	"sync"
 	"time"
-)
 
-// Route classes a request is counted under, with its method ("GET blob").
-const (
-	classBase      = "base"      // /v2/
-	classCatalog   = "catalog"   // /v2/_catalog
-	classManifest  = "manifest"  // /v2/<name>/manifests/<ref>
-	classBlob      = "blob"      // /v2/<name>/blobs/<digest>
-	classUpload    = "upload"    // /v2/<name>/blobs/uploads/...
-	classTags      = "tags"      // /v2/<name>/tags/list
-	classReferrers = "referrers" // /v2/<name>/referrers/<digest>
-	classOther     = "other"
+	"github.com/imgpromoter/promoter/internal/regtest"
 )
-
-// Route patterns of the distribution API, compiled once and never modified.
-var (
-	uploadRE    = regexp.MustCompile(`^/v2/.+/blobs/uploads/`)
-	blobRE      = regexp.MustCompile(`^/v2/.+/blobs/[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
-	manifestRE  = regexp.MustCompile(`^/v2/.+/manifests/[^/]+$`)
-	tagsRE      = regexp.MustCompile(`^/v2/.+/tags/list$`)
-	referrersRE = regexp.MustCompile(`^/v2/.+/referrers/[^/]+$`)
-)
-
-// classify names the API route of an URL path; see the class constants.
-func classify(path string) string {
-	switch {
-	case path == "/v2/" || path == "/v2":
-		return classBase
-	case path == "/v2/_catalog":
-		return classCatalog
-	case uploadRE.MatchString(path):
-		return classUpload
-	case blobRE.MatchString(path):
-		return classBlob
-	case manifestRE.MatchString(path):
-		return classManifest
-	case tagsRE.MatchString(path):
-		return classTags
-	case referrersRE.MatchString(path):
-		return classReferrers
-	default:
-		return classOther
-	}
-}
 
 // Counts is what a counting proxy saw over some period. Every field is a
 // plain sum, so a period's counts are the difference of two snapshots.
@@ -233,9 +191,9 @@ func (p *CountingProxy) Close() error {
 
 // ServeHTTP forwards the request and counts it with its outcome.
 func (p *CountingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	class := classify(r.URL.Path)
+	class := regtest.Classify(r.URL.Path)
 	var body *countingReader
-	if class == classUpload && r.Body != nil && r.Body != http.NoBody {
+	if class == regtest.ClassUpload && r.Body != nil && r.Body != http.NoBody {
 		body = &countingReader{r: r.Body}
 		r.Body = body
 	}
@@ -262,43 +220,32 @@ func (p *CountingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.UploadBytes += body.n
 	}
 	switch {
-	case class == classBlob && r.Method == http.MethodGet:
+	case class == regtest.ClassBlob && r.Method == http.MethodGet:
 		c.BlobGETBytes += cw.n
-	case class == classUpload && r.Method == http.MethodPost && q.Get("mount") != "":
+	case class == regtest.ClassUpload && r.Method == http.MethodPost && q.Get("mount") != "":
 		c.MountAttempts++
 		if status == http.StatusCreated {
 			c.Mounts++
 		}
-	case class == classUpload && r.Method == http.MethodPost && q.Get("digest") != "":
+	case class == regtest.ClassUpload && r.Method == http.MethodPost && q.Get("digest") != "":
 		if status == http.StatusCreated {
 			c.BlobUploads++
 		}
-	case class == classUpload && r.Method == http.MethodPut:
+	case class == regtest.ClassUpload && r.Method == http.MethodPut:
 		if status == http.StatusCreated {
 			c.BlobUploads++
 		}
-	case class == classManifest && r.Method == http.MethodPut:
+	case class == regtest.ClassManifest && r.Method == http.MethodPut:
 		if status == http.StatusCreated {
 			c.ManifestPuts++
 		}
 	}
 }
 
-// rewriteLocation points absolute Location headers that name the upstream
-// (Distribution sends them for upload sessions) back at the proxy, so that
-// clients keep going through it for the rest of an upload.
+// rewriteLocation keeps clients on the proxy for the rest of an upload;
+// see regtest.RewriteLocation.
 func (p *CountingProxy) rewriteLocation(resp *http.Response) error {
-	loc := resp.Header.Get("Location")
-	if loc == "" {
-		return nil
-	}
-	u, err := url.Parse(loc)
-	if err != nil || u.Host != p.upstream.Host {
-		return nil
-	}
-	u.Host = p.host
-	resp.Header.Set("Location", u.String())
-	return nil
+	return regtest.RewriteLocation(resp, p.upstream.Host, p.host)
 }
 
 // countingReader counts the bytes read through it.

@@ -15,29 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-func TestClassify(t *testing.T) {
-	tests := []struct {
-		path string
-		want string
-	}{
-		{"/v2/", classBase},
-		{"/v2/_catalog", classCatalog},
-		{"/v2/prod/app/manifests/v1.0.0", classManifest},
-		{"/v2/prod/app/manifests/sha256:" + strings.Repeat("a", 64), classManifest},
-		{"/v2/prod/app/blobs/sha256:" + strings.Repeat("b", 64), classBlob},
-		{"/v2/prod/app/blobs/uploads/", classUpload},
-		{"/v2/prod/app/blobs/uploads/0b6e-41", classUpload},
-		{"/v2/prod/app/tags/list", classTags},
-		{"/v2/prod/app/referrers/sha256:" + strings.Repeat("c", 64), classReferrers},
-		{"/metrics", classOther},
-	}
-	for _, tt := range tests {
-		if got := classify(tt.path); got != tt.want {
-			t.Errorf("classify(%q) = %q, want %q", tt.path, got, tt.want)
-		}
-	}
-}
-
 // TestProxyCountsPushAndPull pushes and pulls a real image through the
 // proxy in front of an in-process registry and checks the counters
 // against the image's blobs.

@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/imgpromoter/promoter/internal/regtest"
 )
 
 // registryReadyTimeout bounds how long a started registry may take to answer.
@@ -32,19 +31,18 @@ type Registry struct {
 	Proxy *CountingProxy
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs *lockedBuffer
+	proc *regtest.Process // the last process started; Stop is idempotent
 }
 
 // StartRegistry starts the registry labelled name with its state in
 // dir/name, and a counting proxy in front of it.
 func StartRegistry(ctx context.Context, bin, dir, name string) (*Registry, error) {
-	port, err := freePort()
+	port, err := regtest.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{Name: name, bin: bin, dir: filepath.Join(dir, name), host: port}
+	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	r := &Registry{Name: name, bin: bin, dir: filepath.Join(dir, name), host: host}
 	if err := r.start(ctx); err != nil {
 		return nil, err
 	}
@@ -81,12 +79,9 @@ func (r *Registry) Wipe(ctx context.Context) error {
 func (r *Registry) Stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cmd == nil {
-		return
+	if r.proc != nil {
+		r.proc.Stop()
 	}
-	_ = r.cmd.Process.Kill()
-	<-r.done
-	r.cmd = nil
 }
 
 // Close stops the registry and its proxy.
@@ -101,10 +96,10 @@ func (r *Registry) Close() {
 func (r *Registry) Logs() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.logs == nil {
+	if r.proc == nil {
 		return ""
 	}
-	return r.logs.String()
+	return r.proc.Logs()
 }
 
 // start launches the process on r.host and waits until it answers. The
@@ -115,139 +110,28 @@ func (r *Registry) start(ctx context.Context) error {
 	if err := os.MkdirAll(storage, 0o755); err != nil {
 		return err
 	}
-	cfg := filepath.Join(r.dir, "config.yml")
-	if err := os.WriteFile(cfg, []byte(distributionConfig(r.host, storage)), 0o644); err != nil {
+	cfgPath := filepath.Join(r.dir, "config.yml")
+	// Warnings only in the log; redirects off so that every byte goes
+	// through the counting proxy.
+	cfg := regtest.Config{Host: r.host, StorageDir: storage, LogLevel: "warn", Secret: "promoter-bench", DisableRedirect: true}
+	if err := os.WriteFile(cfgPath, []byte(cfg.Render()), 0o644); err != nil {
 		return err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 20; attempt++ {
-		logs := &lockedBuffer{}
-		cmd := exec.Command(r.bin, "serve", cfg)
-		cmd.Env = distributionEnv()
-		cmd.Stdout = logs
-		cmd.Stderr = logs
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("%s: starting %s: %w", r.Name, r.bin, err)
-		}
-		done := make(chan struct{})
-		go func() {
-			_ = cmd.Wait() // Killing is how it normally ends.
-			close(done)
-		}()
-		err := waitReady(ctx, r.host, done)
+		proc, err := regtest.Launch(ctx, r.bin, cfgPath, r.host, registryReadyTimeout)
 		if err == nil {
 			r.mu.Lock()
-			r.cmd, r.done, r.logs = cmd, done, logs
+			r.proc = proc
 			r.mu.Unlock()
 			return nil
 		}
-		_ = cmd.Process.Kill()
-		<-done
-		lastErr = fmt.Errorf("%s: %w\nregistry output:\n%s", r.Name, err, logs.String())
-		if !strings.Contains(logs.String(), "address already in use") {
+		lastErr = fmt.Errorf("%s: %w", r.Name, err)
+		if !errors.Is(err, regtest.ErrAddrInUse) {
 			break
 		}
 		// The old process's socket may linger a moment after a kill.
 		time.Sleep(100 * time.Millisecond)
 	}
 	return lastErr
-}
-
-// distributionConfig renders the registry configuration: no auth, no
-// deletes, no upload purging, no redirects, warnings only in the log.
-func distributionConfig(host, storage string) string {
-	return fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  formatter: text
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %q
-  delete:
-    enabled: false
-  redirect:
-    disable: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %q
-  secret: promoter-bench
-`, storage, host)
-}
-
-// distributionEnv is this process's environment without REGISTRY_*
-// variables, which Distribution reads as configuration overrides, and with
-// OpenTelemetry export off so the registry does not dial a collector.
-func distributionEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REGISTRY_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
-}
-
-// waitReady polls GET /v2/ until it answers 200, the process exits, or
-// registryReadyTimeout passes.
-func waitReady(ctx context.Context, host string, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, registryReadyTimeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/v2/", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET /v2/: %s", resp.Status)
-		}
-		last = err
-		select {
-		case <-exited:
-			return errors.New("registry exited before answering")
-		case <-ctx.Done():
-			return fmt.Errorf("registry not ready after %s: %v", registryReadyTimeout, last)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// freePort returns a loopback "127.0.0.1:PORT" that is free right now.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write appends p.
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns a copy of the contents.
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,36 +1,25 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/imgpromoter/promoter/internal/regtest"
 )
 
 const (
 	// mib is the layer payload size of the W1 and W2 workloads.
 	mib = 1 << 20
-	// epochUnix (2024-01-01T00:00:00Z) is the creation time of every
-	// image, fixed so that digests never depend on when the bench ran.
-	epochUnix = 1704067200
 	// stagingPrefix and prodPrefix are the path prefixes of the registry
 	// names: images live at staging/<repo> and prod/<repo>.
 	stagingPrefix = "staging"
@@ -289,8 +278,12 @@ func newImage(repo, tag string, imgs []v1.Image) (*Image, error) {
 		return nil, err
 	}
 	out.Digest = d.String()
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
 	out.Index = true
-	for _, m := range idx.manifest.Manifests {
+	for _, m := range im.Manifests {
 		out.Children = append(out.Children, m.Digest.String())
 	}
 	out.artifact = idx
@@ -304,154 +297,39 @@ func buildImage(cache *layerCache, label, platform string, layerKeys []string, l
 	if err != nil {
 		return nil, err
 	}
-	created := v1.Time{Time: time.Unix(epochUnix, 0).UTC()}
-	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{
-		Architecture: plat.Architecture,
-		OS:           plat.OS,
-		Created:      created,
-		Config:       v1.Config{Labels: map[string]string{"org.imgpromoter.bench.image": label}},
-		RootFS:       v1.RootFS{Type: "layers"},
-	})
-	if err != nil {
-		return nil, err
-	}
-	adds := make([]mutate.Addendum, len(layerKeys))
+	layers := make([]regtest.ImageLayer, len(layerKeys))
 	for i, key := range layerKeys {
 		l, err := cache.layer(key, layerSize)
 		if err != nil {
 			return nil, err
 		}
-		adds[i] = mutate.Addendum{Layer: l, History: v1.History{Created: created, CreatedBy: "bench layer " + key}}
+		layers[i] = regtest.ImageLayer{Layer: l, CreatedBy: "bench layer " + key}
 	}
-	img, err = mutate.Append(img, adds...)
-	if err != nil {
-		return nil, err
-	}
-	img = mutate.MediaType(img, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	// Compute everything now: digests are needed before pushing, and lazy
-	// computation inside concurrent pushes would race on the layer cache.
-	if _, err := img.Digest(); err != nil {
-		return nil, err
-	}
-	return img, nil
+	// NewImage computes the digest now: it is needed before pushing, and
+	// lazy computation inside concurrent pushes would race on the layer
+	// cache.
+	return regtest.NewImage(plat, map[string]string{"org.imgpromoter.bench.image": label}, layers)
 }
 
 // deterministicLayer returns a gzipped tar layer holding one file of size
 // pseudo-random bytes: a ChaCha8 stream seeded with SHA-256(key), whose
-// output the Go project guarantees never to change. Gzip at NoCompression
-// keeps the digest independent of the Go version's deflate, and costs
-// nothing on incompressible data.
+// output the Go project guarantees never to change.
 func deterministicLayer(key string, size int) (v1.Layer, error) {
-	var buf bytes.Buffer
-	gz, err := gzip.NewWriterLevel(&buf, gzip.NoCompression)
-	if err != nil {
-		return nil, err
-	}
-	tw := tar.NewWriter(gz)
-	mtime := time.Unix(epochUnix, 0).UTC()
-	if err := tw.WriteHeader(&tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     "bench/payload.bin",
-		Mode:     0o644,
-		Size:     int64(size),
-		ModTime:  mtime,
-		Format:   tar.FormatUSTAR,
-	}); err != nil {
-		return nil, err
-	}
-	if _, err := io.CopyN(tw, rand.NewChaCha8(sha256.Sum256([]byte(key))), int64(size)); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	if err := gz.Close(); err != nil {
-		return nil, err
-	}
-	blob := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(blob)), nil
-	}, tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		return nil, err
-	}
-	if _, err := l.DiffID(); err != nil { // computed once, here
-		return nil, err
-	}
-	return l, nil
+	return regtest.NewLayer("bench/payload.bin", rand.NewChaCha8(sha256.Sum256([]byte(key))), int64(size))
 }
 
-// buildIndex assembles an OCI index of imgs. The manifest is marshalled
-// here rather than by mutate.AppendManifests, which marks each child with
-// an artifactType; indexes pushed by docker buildx and friends carry none.
-func buildIndex(imgs []v1.Image) (*seededIndex, error) {
-	idx := &seededIndex{
-		manifest: v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex},
-		images:   map[v1.Hash]v1.Image{},
-	}
-	for _, img := range imgs {
+// buildIndex assembles an OCI index of imgs, each listed under the OS and
+// architecture of its config.
+func buildIndex(imgs []v1.Image) (v1.ImageIndex, error) {
+	children := make([]regtest.IndexChild, len(imgs))
+	for i, img := range imgs {
 		cf, err := img.ConfigFile()
 		if err != nil {
 			return nil, err
 		}
-		desc, err := partial.Descriptor(img)
-		if err != nil {
-			return nil, err
-		}
-		idx.manifest.Manifests = append(idx.manifest.Manifests, v1.Descriptor{
-			MediaType: desc.MediaType,
-			Size:      desc.Size,
-			Digest:    desc.Digest,
-			Platform:  &v1.Platform{OS: cf.OS, Architecture: cf.Architecture},
-		})
-		idx.images[desc.Digest] = img
+		children[i] = regtest.IndexChild{Image: img, Platform: &v1.Platform{OS: cf.OS, Architecture: cf.Architecture}}
 	}
-	raw, err := json.Marshal(idx.manifest)
-	if err != nil {
-		return nil, err
-	}
-	idx.raw = raw
-	return idx, nil
-}
-
-// seededIndex is an in-memory OCI image index over built images.
-type seededIndex struct {
-	manifest v1.IndexManifest
-	raw      []byte
-	images   map[v1.Hash]v1.Image
-}
-
-// MediaType implements v1.ImageIndex.
-func (i *seededIndex) MediaType() (types.MediaType, error) { return i.manifest.MediaType, nil }
-
-// Digest implements v1.ImageIndex.
-func (i *seededIndex) Digest() (v1.Hash, error) {
-	h, _, err := v1.SHA256(bytes.NewReader(i.raw))
-	return h, err
-}
-
-// Size implements v1.ImageIndex.
-func (i *seededIndex) Size() (int64, error) { return int64(len(i.raw)), nil }
-
-// IndexManifest implements v1.ImageIndex.
-func (i *seededIndex) IndexManifest() (*v1.IndexManifest, error) { return i.manifest.DeepCopy(), nil }
-
-// RawManifest implements v1.ImageIndex.
-func (i *seededIndex) RawManifest() ([]byte, error) { return bytes.Clone(i.raw), nil }
-
-// Image implements v1.ImageIndex.
-func (i *seededIndex) Image(h v1.Hash) (v1.Image, error) {
-	img, ok := i.images[h]
-	if !ok {
-		return nil, fmt.Errorf("index has no image %s", h)
-	}
-	return img, nil
-}
-
-// ImageIndex implements v1.ImageIndex; these indexes do not nest.
-func (i *seededIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
-	return nil, fmt.Errorf("index has no child index %s", h)
+	return regtest.NewIndex(children)
 }
 
 // seed pushes every image of w, increments included, to the staging
