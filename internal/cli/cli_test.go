@@ -4,21 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/imgpromoter/promoter/internal/cli"
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/plan"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const corpus = "../../testdata/corpus/k8s.io-2024-06/registry.k8s.io"
 
@@ -29,29 +24,12 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
-	}
-}
-
 func TestValidateCorpus(t *testing.T) {
 	code, out, _ := run(t, "validate", corpus)
 	if code != cli.ExitProblems {
 		t.Errorf("exit = %d, want %d", code, cli.ExitProblems)
 	}
-	golden(t, "validate-corpus.txt", out)
+	testenv.Golden(t, "validate-corpus.txt", []byte(out))
 	if !strings.HasSuffix(out, "75 manifests, 822 images, 20019 digests, 20086 tags, 720478 edges (720456 valid); 7 problems (3 errors, 4 warnings)\n") {
 		t.Errorf("summary line wrong:\n%s", out)
 	}

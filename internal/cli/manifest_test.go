@@ -34,9 +34,9 @@ func TestManifestAdd(t *testing.T) {
 	if code != cli.ExitOK {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	golden(t, "manifest-add.txt", clean(out))
+	testenv.Golden(t, "manifest-add.txt", []byte(clean(out)))
 	data, _ := os.ReadFile(file)
-	golden(t, "manifest-add.yaml", string(data))
+	testenv.Golden(t, "manifest-add.yaml", data)
 	res := validate.Validate(manifest.Load(manifest.Inputs{ThinDirs: []string{dir}}))
 	if len(res.Problems) > 0 || res.Stats.ValidEdges != 3 {
 		t.Errorf("after add: %d valid edges, problems %v", res.Stats.ValidEdges, res.Problems)
@@ -60,7 +60,7 @@ func TestManifestAdd(t *testing.T) {
 	if code != cli.ExitProblems {
 		t.Errorf("latest: exit %d, want %d", code, cli.ExitProblems)
 	}
-	golden(t, "manifest-add-refused.txt", clean(out))
+	testenv.Golden(t, "manifest-add-refused.txt", []byte(clean(out)))
 	if after, _ := os.ReadFile(file); string(after) != string(data) {
 		t.Error("a refused add changed the file")
 	}

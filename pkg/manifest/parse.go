@@ -286,7 +286,7 @@ func (w *walker) registries(n *yaml.Node) ([]Registry, bool) {
 	for i, it := range items {
 		r := Registry{Pos: w.pos(it)}
 		entry := fmt.Sprintf("registry #%d", i+1)
-		good := w.fields(it, "a registry", entry, map[string]func(k, v *yaml.Node){
+		w.fields(it, "a registry", entry, map[string]func(k, v *yaml.Node){
 			"name": func(_, v *yaml.Node) {
 				r.Name, _ = w.str(v, "registry name", entry)
 			},
@@ -303,7 +303,6 @@ func (w *walker) registries(n *yaml.Node) ([]Registry, bool) {
 				}
 			},
 		})
-		_ = good
 		out = append(out, r)
 	}
 	// A registries list with any structural problem is not used: guessing

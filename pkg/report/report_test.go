@@ -2,14 +2,10 @@ package report_test
 
 import (
 	"bytes"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
+	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/plan"
@@ -17,8 +13,6 @@ import (
 	"github.com/imgpromoter/promoter/pkg/report"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const (
 	dA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -73,23 +67,6 @@ func sampleRun() *promote.Report {
 	return r
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", name, diff)
-	}
-}
-
 func TestRenderers(t *testing.T) {
 	for _, f := range []report.Format{report.Text, report.JSON, report.Markdown} {
 		t.Run(string(f), func(t *testing.T) {
@@ -97,12 +74,12 @@ func TestRenderers(t *testing.T) {
 			if err := report.Plan(&b, f, samplePlan()); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "plan."+string(f), b.Bytes())
+			testenv.Golden(t, "plan."+string(f), b.Bytes())
 			b.Reset()
 			if err := report.Run(&b, f, sampleRun()); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "run."+string(f), b.Bytes())
+			testenv.Golden(t, "run."+string(f), b.Bytes())
 		})
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -31,8 +30,6 @@ import (
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
 // golden compares got with testdata/name. Snapshot outputs name images
 // relative to the prefix, so they hold no host:port to normalise; the check
 // below keeps it that way.
@@ -43,19 +40,7 @@ func golden(t *testing.T, name, got string, hosts ...string) {
 			t.Errorf("%s: output names the registry host %s:\n%s", name, h, got)
 		}
 	}
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
-	}
+	testenv.Golden(t, name, []byte(got))
 }
 
 // content is what seed pushes, for the assertions.

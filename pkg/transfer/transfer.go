@@ -195,7 +195,7 @@ func Run(ctx context.Context, reg Registry, jobs []Job, opts ...Option) ([]Resul
 	}); err != nil {
 		return results, e.stats, err
 	}
-	if err := e.probeDestinations(ctx, jobs, trees, results); err != nil {
+	if err := e.probeDestinations(ctx, jobs, trees); err != nil {
 		return results, e.stats, err
 	}
 
@@ -345,7 +345,7 @@ func (n *node) walk(f func(*node)) {
 // probeDestinations asks repositories that existed before the run which of
 // the needed child manifests and blobs they already hold (new repositories
 // hold nothing: no requests are spent on them).
-func (e *engine) probeDestinations(ctx context.Context, jobs []Job, trees []*node, results []Result) error {
+func (e *engine) probeDestinations(ctx context.Context, jobs []Job, trees []*node) error {
 	type probe struct {
 		repo     name.Repository
 		digest   v1.Hash
@@ -372,7 +372,6 @@ func (e *engine) probeDestinations(ctx context.Context, jobs []Job, trees []*nod
 			}
 		})
 	}
-	_ = results
 	return e.forEach(ctx, len(probes), func(ctx context.Context, i int) {
 		p := probes[i]
 		var ok bool
