@@ -101,6 +101,7 @@ registry.`,
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newValidateCmd(e), newPlanCmd(e), newRunCmd(e), newCheckCmd(e), newManifestCmd(e), newSnapshotCmd(e), newCipCmd(e), newDemoCmd(e))
+	root.AddCommand(newReportCmd(e))
 	return root
 }
 
