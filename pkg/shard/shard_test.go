@@ -16,10 +16,10 @@ import (
 
 func TestResolve(t *testing.T) {
 	tests := []struct {
-		name    string
-		flags   shard.Flags
-		env     map[string]string
-		want    string // "index/count from/from", or "error: substring"
+		name  string
+		flags shard.Flags
+		env   map[string]string
+		want  string // "index/count from/from", or "error: substring"
 	}{
 		{name: "nothing", want: "0/1 /"},
 		{name: "flags", flags: shard.Flags{Index: 2, Count: 4, IndexSet: true, CountSet: true}, want: "2/4 --shard-index/--shard-count"},
