@@ -25,12 +25,19 @@ import (
 const (
 	scenCold1 = "cold-1"
 	scenCold2 = "cold-2"
+	scenCold4 = "cold-4"
 	scenNoop  = "no-op"
 	scenIncr  = "incremental"
 )
 
-// allScenarios lists the scenarios in run order.
-var allScenarios = []string{scenCold1, scenCold2, scenNoop, scenIncr}
+// allScenarios lists the scenarios in table order.
+var allScenarios = []string{scenCold1, scenCold2, scenCold4, scenNoop, scenIncr}
+
+// coldDests is the number of destination registries of each cold scenario.
+var coldDests = map[string]int{scenCold1: 1, scenCold2: 2, scenCold4: 4}
+
+// allTools lists the tools the harness knows.
+var allTools = []string{"floor", "ours", "crane", "regsync"}
 
 // options are the command-line settings.
 type options struct {
@@ -48,6 +55,9 @@ type options struct {
 	outJSON      string
 	keep         bool
 	toolTimeout  time.Duration
+	net          NetProfile
+	netName      string
+	floorFlight  int
 }
 
 func main() {
@@ -79,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&workloads, "workloads", "W1,W2,W3", "workloads to run (W1, W2, W3)")
 	fs.StringVar(&scenarios, "scenarios", "cold-1,cold-2,no-op,incremental", "scenarios for W1 and W2")
 	fs.StringVar(&w3Scenarios, "w3-scenarios", "cold-2,no-op,incremental", "scenarios for W3 (its cold-2 runs once, as set-up for the others)")
-	fs.StringVar(&tools, "tools", "ours,crane,regsync", "tools to run, in order")
+	fs.StringVar(&tools, "tools", "floor,ours,crane,regsync", "tools to run, in order (floor: the ideal client, the reference row)")
 	fs.IntVar(&o.reps, "reps", 3, "repetitions of each scenario (the table shows medians)")
 	fs.IntVar(&o.jobs, "jobs", 4, "parallelism given to every tool (promoter -j, crane processes at once, regsync parallel)")
 	fs.IntVar(&o.w3Images, "w3-images", 1000, "number of images in W3")
@@ -87,6 +97,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.outJSON, "json", "bench/results/latest.json", "JSON file with every sample ('' for none)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (registry storage, tool inputs and logs)")
 	fs.DurationVar(&o.toolTimeout, "tool-timeout", 10*time.Minute, "limit for one tool run")
+	fs.StringVar(&o.netName, "net", "loopback", "network profile: loopback (nothing added) or wan (-latency and -bandwidth in the counting proxies)")
+	latency := fs.Duration("latency", 20*time.Millisecond, "with -net wan: round-trip time added to every request")
+	bandwidth := fs.Float64("bandwidth", 40, "with -net wan: MiB/s per registry link (staging egress, each destination's ingress; 0: no cap)")
+	fs.IntVar(&o.floorFlight, "floor-inflight", 16, "requests in flight per registry for the ideal client (floor)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -98,6 +112,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		if !set["reps"] {
 			o.reps = 1
+		}
+	}
+	switch o.netName {
+	case "loopback":
+	case "wan":
+		o.net = NetProfile{RTT: *latency, BytesPerSec: *bandwidth * mib}
+	default:
+		fmt.Fprintf(stderr, "bench: unknown -net %q (want loopback or wan)\n", o.netName)
+		return o, fmt.Errorf("unknown -net %q", o.netName)
+	}
+	if o.netName == "wan" {
+		if !set["out"] {
+			o.outMD = "bench/results/latest-wan.md"
+		}
+		if !set["json"] {
+			o.outJSON = "bench/results/latest-wan.json"
 		}
 	}
 	o.workloads = splitList(strings.ToUpper(workloads))
@@ -120,12 +150,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	for _, t := range o.tools {
-		if !slices.Contains([]string{"ours", "crane", "regsync"}, t) {
+		if !slices.Contains(allTools, t) {
 			return o, bad("unknown tool %q", t)
 		}
 	}
-	if o.reps < 1 || o.jobs < 1 || o.w3Images < 5 {
-		return o, bad("-reps and -jobs must be at least 1, -w3-images at least 5")
+	if o.reps < 1 || o.jobs < 1 || o.w3Images < 5 || o.floorFlight < 1 {
+		return o, bad("-reps, -jobs and -floor-inflight must be at least 1, -w3-images at least 5")
 	}
 	if fs.NArg() > 0 {
 		return o, bad("unexpected arguments %q", fs.Args())
@@ -195,12 +225,18 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) error {
 			b.tools = append(b.tools, craneTool{bin: bins["crane"]})
 		case "regsync":
 			b.tools = append(b.tools, regsyncTool{bin: bins["regsync"]})
+		case "floor":
+			b.tools = append(b.tools, floorTool{inflight: opts.floorFlight})
 		}
 	}
 	envInfo := describeEnv(ctx, opts, bins)
 
 	regDir := filepath.Join(workDir, "registries")
-	for _, n := range []string{"staging", "prod1", "prod2"} {
+	names := []string{"staging"}
+	for i := 1; i <= maxDests(opts); i++ {
+		names = append(names, fmt.Sprintf("prod%d", i))
+	}
+	for _, n := range names {
 		r, err := StartRegistry(ctx, bins["registry"], regDir, n)
 		if err != nil {
 			return err
@@ -212,8 +248,11 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) error {
 			b.prods = append(b.prods, r)
 		}
 	}
-	fmt.Fprintf(stderr, "registries: staging %s (proxy %s), prod1 %s (proxy %s), prod2 %s (proxy %s)\n",
-		b.staging.DirectHost(), b.staging.Host(), b.prods[0].DirectHost(), b.prods[0].Host(), b.prods[1].DirectHost(), b.prods[1].Host())
+	for _, r := range append([]*Registry{b.staging}, b.prods...) {
+		fmt.Fprintf(stderr, "registry %s: %s (proxy %s)\n", r.Name, r.DirectHost(), r.Host())
+	}
+	b.setProfile(opts.net)
+	fmt.Fprintln(stderr, "network:", opts.net)
 
 	start := time.Now()
 	var workloads []workloadInfo
@@ -225,13 +264,15 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) error {
 		workloads = append(workloads, wi)
 	}
 	res := Results{
-		Date:      start.UTC().Format(time.RFC3339),
-		Duration:  time.Since(start).Round(time.Second).String(),
-		Env:       envInfo,
-		Workloads: workloads,
-		Jobs:      opts.jobs,
-		Reps:      opts.reps,
-		Samples:   b.samples,
+		Date:        start.UTC().Format(time.RFC3339),
+		Duration:    time.Since(start).Round(time.Second).String(),
+		Env:         envInfo,
+		Workloads:   workloads,
+		Jobs:        opts.jobs,
+		Reps:        opts.reps,
+		Network:     opts.net.String(),
+		FloorFlight: opts.floorFlight,
+		Samples:     b.samples,
 	}
 	res.Rows = aggregate(b.samples, opts.tools)
 	md := renderMarkdown(res, false)
@@ -361,17 +402,22 @@ func (b *bench) runWorkload(ctx context.Context, wn string) (workloadInfo, error
 func (b *bench) runRep(ctx context.Context, w *Workload, tool Tool, rep int, has func(string) bool) (bool, error) {
 	ok := true
 	if w.Fresh || rep == 0 {
-		if has(scenCold1) {
-			if err := b.wipeProds(ctx); err != nil {
+		for _, sc := range []string{scenCold1, scenCold4} {
+			if !has(sc) {
+				continue
+			}
+			n := coldDests[sc]
+			if err := b.wipeProds(ctx, n); err != nil {
 				return false, err
 			}
-			ok = b.measure(ctx, w, tool, scenCold1, rep, b.prods[:1], w.Base, true)
+			ok = b.measure(ctx, w, tool, sc, rep, b.prods[:n], w.Base, nil, true) && ok
 		}
+		// cold-2 last: no-op and incremental start from what it leaves.
 		if has(scenCold2) || has(scenNoop) || has(scenIncr) {
-			if err := b.wipeProds(ctx); err != nil {
+			if err := b.wipeProds(ctx, 2); err != nil {
 				return false, err
 			}
-			if !b.measure(ctx, w, tool, scenCold2, rep, b.prods, w.Base, has(scenCold2)) {
+			if !b.measure(ctx, w, tool, scenCold2, rep, b.prods[:2], w.Base, nil, has(scenCold2)) {
 				return false, nil // no-op and incremental need the cold state
 			}
 		}
@@ -383,18 +429,19 @@ func (b *bench) runRep(ctx context.Context, w *Workload, tool Tool, rep int, has
 	if !w.Fresh && has(scenIncr) {
 		prior, add = rep, rep
 	}
-	if has(scenNoop) {
-		ok = b.measure(ctx, w, tool, scenNoop, rep, b.prods, w.Listed(prior, -1), true) && ok
+	if has(scenNoop) && tool.Name() != "floor" {
+		// The ideal client has nothing to do in a no-op: no row.
+		ok = b.measure(ctx, w, tool, scenNoop, rep, b.prods[:2], w.Listed(prior, -1), []*Image{}, true) && ok
 	}
 	if has(scenIncr) {
-		ok = b.measure(ctx, w, tool, scenIncr, rep, b.prods, w.Listed(prior, add), true) && ok
+		ok = b.measure(ctx, w, tool, scenIncr, rep, b.prods[:2], w.Listed(prior, add), w.Extra[add], true) && ok
 	}
 	return ok, nil
 }
 
-// wipeProds empties both production registries.
-func (b *bench) wipeProds(ctx context.Context) error {
-	for _, p := range b.prods {
+// wipeProds empties the first n production registries.
+func (b *bench) wipeProds(ctx context.Context, n int) error {
+	for _, p := range b.prods[:n] {
 		if err := p.Wipe(ctx); err != nil {
 			return err
 		}
@@ -402,14 +449,24 @@ func (b *bench) wipeProds(ctx context.Context) error {
 	return nil
 }
 
+// setProfile sets the network profile of every registry link.
+func (b *bench) setProfile(np NetProfile) {
+	b.staging.Proxy.SetProfile(np)
+	for _, p := range b.prods {
+		p.Proxy.SetProfile(np)
+	}
+}
+
 // measure runs tool on one job, counts its traffic and, for every scenario
-// that writes, verifies the destinations. With record false the run is
-// set-up only: its errors are still reported, its numbers are not kept.
-// It returns whether the run succeeded.
-func (b *bench) measure(ctx context.Context, w *Workload, tool Tool, scen string, rep int, dests []*Registry, images []*Image, record bool) bool {
+// that writes, verifies the destinations. newImgs are the images the
+// destinations lack (nil: all), told to the ideal client only. With record
+// false the run is set-up only: it runs without the network profile, its
+// errors are still reported, its numbers are not kept. It returns whether
+// the run succeeded.
+func (b *bench) measure(ctx context.Context, w *Workload, tool Tool, scen string, rep int, dests []*Registry, images, newImgs []*Image, record bool) bool {
 	b.nextJob++
 	dir := filepath.Join(b.workDir, "jobs", fmt.Sprintf("%04d-%s-%s-%s-%d", b.nextJob, w.Name, tool.Name(), scen, rep+1))
-	s := Sample{Workload: w.Name, Scenario: scen, Tool: tool.Name(), Rep: rep}
+	s := Sample{Workload: w.Name, Scenario: scen, Tool: tool.Name(), Rep: rep, Dests: len(dests)}
 	fail := func(err error) bool {
 		s.Error = err.Error()
 		fmt.Fprintf(b.log, "FAIL %s %s %s rep %d: %v\n", w.Name, scen, tool.Name(), rep+1, err)
@@ -419,11 +476,15 @@ func (b *bench) measure(ctx context.Context, w *Workload, tool Tool, scen string
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(err)
 	}
-	job := Job{Dir: dir, Staging: b.staging.Host(), Images: images, Jobs: b.opts.jobs, Env: b.env}
+	job := Job{Dir: dir, Staging: b.staging.Host(), Images: images, New: newImgs, Jobs: b.opts.jobs, Env: b.env}
 	var hosts []string
 	for _, d := range dests {
 		job.Dests = append(job.Dests, d.Host())
 		hosts = append(hosts, d.DirectHost())
+	}
+	if !record {
+		b.setProfile(NetProfile{})
+		defer b.setProfile(b.opts.net)
 	}
 	before := b.snapshot()
 	runCtx, cancel := context.WithTimeout(ctx, b.opts.toolTimeout)
@@ -443,9 +504,18 @@ func (b *bench) measure(ctx context.Context, w *Workload, tool Tool, scen string
 			return fail(err)
 		}
 	}
-	line := fmt.Sprintf("%s %-11s %-7s rep %d: %6.2fs  staging %5d req %7.1f MiB  prod %5d req, uploads %d/%d, mounts %d",
+	var prodReq, mounts int64
+	var uploads []string
+	for i, p := range s.Prod {
+		prodReq += p.Requests
+		mounts += p.Mounts
+		if i < len(dests) {
+			uploads = append(uploads, fmt.Sprint(p.BlobUploads))
+		}
+	}
+	line := fmt.Sprintf("%s %-11s %-7s rep %d: %6.2fs  staging %5d req %7.1f MiB  prod %5d req, uploads %s, mounts %d",
 		w.Name, scen, tool.Name(), rep+1, s.Seconds, s.Staging.Requests, float64(s.Staging.BlobGETBytes)/mib,
-		s.Prod[0].Requests+s.Prod[1].Requests, s.Prod[0].BlobUploads, s.Prod[1].BlobUploads, s.Prod[0].Mounts+s.Prod[1].Mounts)
+		prodReq, strings.Join(uploads, "/"), mounts)
 	if !record {
 		line += "  (set-up, not recorded)"
 	} else {
@@ -455,7 +525,16 @@ func (b *bench) measure(ctx context.Context, w *Workload, tool Tool, scen string
 	return true
 }
 
-// snapshot returns the counters of staging, prod1 and prod2.
+// maxDests is the number of production registries the scenarios need.
+func maxDests(o options) int {
+	n := 2
+	for _, sc := range append(slices.Clone(o.scenarios), o.w3Scenarios...) {
+		n = max(n, coldDests[sc])
+	}
+	return n
+}
+
+// snapshot returns the counters of staging and every production registry.
 func (b *bench) snapshot() []Counts {
 	out := []Counts{b.staging.Proxy.Snapshot()}
 	for _, p := range b.prods {

@@ -114,13 +114,18 @@ type CountingProxy struct {
 	proxy     *httputil.ReverseProxy
 	srv       *http.Server
 
+	// shape is the network profile applied to every request.
+	shape shaper
+
 	mu     sync.Mutex
 	counts Counts
 }
 
 // StartCountingProxy listens on a free loopback port and forwards to the
-// registry at upstreamHost ("127.0.0.1:PORT").
-func StartCountingProxy(upstreamHost string) (*CountingProxy, error) {
+// registry at upstreamHost ("127.0.0.1:PORT"). egress says which direction
+// of the link a bandwidth cap applies to: what the registry sends (a source
+// registry) or what it receives (a destination).
+func StartCountingProxy(upstreamHost string, egress bool) (*CountingProxy, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -129,6 +134,7 @@ func StartCountingProxy(upstreamHost string) (*CountingProxy, error) {
 		host:     l.Addr().String(),
 		upstream: &url.URL{Scheme: "http", Host: upstreamHost},
 		counts:   newCounts(),
+		shape:    shaper{egress: egress},
 		transport: &http.Transport{
 			Proxy:       nil, // never an environment proxy: loopback only
 			DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -167,6 +173,12 @@ func StartCountingProxy(upstreamHost string) (*CountingProxy, error) {
 // Host returns the proxy's address, to use in place of the registry's.
 func (p *CountingProxy) Host() string { return p.host }
 
+// SetProfile sets the network profile of the link to this registry.
+func (p *CountingProxy) SetProfile(np NetProfile) { p.shape.set(np) }
+
+// Profile returns the network profile in force.
+func (p *CountingProxy) Profile() NetProfile { return p.shape.current() }
+
 // Upstream returns the address of the registry behind the proxy.
 func (p *CountingProxy) Upstream() string { return p.upstream.Host }
 
@@ -197,7 +209,9 @@ func (p *CountingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = &countingReader{r: r.Body}
 		r.Body = body
 	}
-	cw := &countingWriter{ResponseWriter: w}
+	p.shape.delay(r.Context())
+	p.shape.requestBody(r)
+	cw := &countingWriter{ResponseWriter: p.shape.responseWriter(w, r)}
 	p.proxy.ServeHTTP(cw, r)
 
 	status := cw.status

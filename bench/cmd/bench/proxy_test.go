@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -21,7 +23,7 @@ import (
 func TestProxyCountsPushAndPull(t *testing.T) {
 	upstream := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer upstream.Close()
-	p, err := StartCountingProxy(strings.TrimPrefix(upstream.URL, "http://"))
+	p, err := StartCountingProxy(strings.TrimPrefix(upstream.URL, "http://"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func TestProxyMountsAndLocation(t *testing.T) {
 	}))
 	defer upstream.Close()
 	upstreamHost = strings.TrimPrefix(upstream.URL, "http://")
-	p, err := StartCountingProxy(upstreamHost)
+	p, err := StartCountingProxy(upstreamHost, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,5 +152,81 @@ func TestProxyMountsAndLocation(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)
+	}
+}
+
+// TestProxyNetProfile checks that the profile costs what it says: a round
+// trip per request, and a capped link shared by concurrent transfers in the
+// capped direction only. Only lower bounds are asserted: a loaded machine
+// can only make things slower.
+func TestProxyNetProfile(t *testing.T) {
+	const size = 256 << 10
+	payload := strings.Repeat("x", size)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Method == http.MethodGet {
+			_, _ = io.WriteString(w, payload)
+		}
+	}))
+	defer upstream.Close()
+	host := strings.TrimPrefix(upstream.URL, "http://")
+	egress, err := StartCountingProxy(host, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer egress.Close()
+	ingress, err := StartCountingProxy(host, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ingress.Close()
+	rate := float64(1 << 20) // 1 MiB/s: 256 KiB take 250 ms
+	for _, p := range []*CountingProxy{egress, ingress} {
+		p.SetProfile(NetProfile{RTT: 100 * time.Millisecond, BytesPerSec: rate})
+	}
+	transfer := func(p *CountingProxy, method string, n int) time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				var body io.Reader
+				if method == http.MethodPut {
+					body = strings.NewReader(payload)
+				}
+				req, err := http.NewRequest(method, "http://"+p.Host()+"/v2/x/blobs/uploads/1", body)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	// Two downloads from the source share its egress: 512 KiB at 1 MiB/s
+	// plus a round trip.
+	if got, want := transfer(egress, http.MethodGet, 2), 600*time.Millisecond; got < want {
+		t.Errorf("2 x 256 KiB from the source took %v, want at least %v", got, want)
+	}
+	// Uploads to a destination share its ingress.
+	if got, want := transfer(ingress, http.MethodPut, 2), 600*time.Millisecond; got < want {
+		t.Errorf("2 x 256 KiB to a destination took %v, want at least %v", got, want)
+	}
+	// Upload to the source and download from a destination: uncapped
+	// directions, one round trip each.
+	if got, want := transfer(ingress, http.MethodGet, 1), 100*time.Millisecond; got < want {
+		t.Errorf("a request took %v, want at least the round trip %v", got, want)
+	}
+	// Off again: the set-up runs go at loopback speed.
+	egress.SetProfile(NetProfile{})
+	if got := transfer(egress, http.MethodGet, 1); got >= 250*time.Millisecond {
+		t.Logf("without a profile a download took %v (a loaded machine?)", got)
 	}
 }

@@ -46,7 +46,7 @@ func StartRegistry(ctx context.Context, bin, dir, name string) (*Registry, error
 	if err := r.start(ctx); err != nil {
 		return nil, err
 	}
-	p, err := StartCountingProxy(r.host)
+	p, err := StartCountingProxy(r.host, name == "staging")
 	if err != nil {
 		r.Stop()
 		return nil, err

@@ -18,14 +18,16 @@ import (
 
 // Sample is one measured tool run.
 type Sample struct {
-	Workload string  `json:"workload"`
-	Scenario string  `json:"scenario"`
-	Tool     string  `json:"tool"`
-	Rep      int     `json:"rep"`
-	Seconds  float64 `json:"seconds"`
+	Workload string `json:"workload"`
+	Scenario string `json:"scenario"`
+	Tool     string `json:"tool"`
+	Rep      int    `json:"rep"`
+	// Dests is the number of destination registries of the job.
+	Dests   int     `json:"dests"`
+	Seconds float64 `json:"seconds"`
 	// Staging is the traffic to the staging registry.
 	Staging Counts `json:"staging"`
-	// Prod is the traffic to prod1 and prod2, in that order.
+	// Prod is the traffic to prod1, prod2, ..., in that order.
 	Prod []Counts `json:"prod"`
 	// Error is why the run or its destination check failed; "" if it did not.
 	Error string `json:"error,omitempty"`
@@ -49,6 +51,9 @@ type Row struct {
 	// applicable); requests are staging plus production.
 	TimeRatio float64 `json:"timeRatio,omitempty"`
 	ReqRatio  float64 `json:"requestsRatio,omitempty"`
+	// FloorRatio is this row's time divided by the ideal client's (0 when
+	// there is no floor row for the scenario).
+	FloorRatio float64 `json:"floorRatio,omitempty"`
 	// Routes is the request breakdown of the median-time sample, per
 	// registry ("staging", "prod1", "prod2"), by "METHOD class".
 	Routes map[string]map[string]int64 `json:"routes"`
@@ -62,8 +67,12 @@ type Results struct {
 	Workloads []workloadInfo `json:"workloads"`
 	Jobs      int            `json:"jobs"`
 	Reps      int            `json:"reps"`
-	Rows      []Row          `json:"rows"`
-	Samples   []Sample       `json:"samples"`
+	// Network is the network profile of the run.
+	Network string `json:"network"`
+	// FloorFlight is the ideal client's requests in flight per registry.
+	FloorFlight int      `json:"floorInflight"`
+	Rows        []Row    `json:"rows"`
+	Samples     []Sample `json:"samples"`
 }
 
 // aggregate turns samples into table rows, ordered by workload (as run),
@@ -123,7 +132,7 @@ func makeRow(w, sc, t string, g []Sample) Row {
 	r.ReqProd = med(func(s Sample) float64 { return float64(sumProd(s, func(c Counts) int64 { return c.Requests })) })
 	r.StagingMiB = med(func(s Sample) float64 { return float64(s.Staging.BlobGETBytes) / mib })
 	r.Mounts = med(func(s Sample) float64 { return float64(sumProd(s, func(c Counts) int64 { return c.Mounts })) })
-	for i := range ok[0].Prod {
+	for i := range min(len(ok[0].Prod), max(1, ok[0].Dests)) {
 		r.Uploads = append(r.Uploads, med(func(s Sample) float64 { return float64(s.Prod[i].BlobUploads) }))
 	}
 	// The breakdown comes from the sample closest to the median time.
@@ -140,13 +149,26 @@ func makeRow(w, sc, t string, g []Sample) Row {
 	return r
 }
 
-// addRatios sets ours' ratios to the best peer within one scenario's rows.
+// addRatios sets ours' ratios to the best peer, and every row's ratio to
+// the floor, within one scenario's rows.
 func addRatios(rows []Row) {
 	var ours *Row
 	bestTime, bestReq := math.Inf(1), math.Inf(1)
+	floor := 0.0
+	for _, r := range rows {
+		if r.Tool == "floor" && r.N > 0 && r.Failed == 0 {
+			floor = r.Seconds
+		}
+	}
 	for i := range rows {
 		r := &rows[i]
 		if r.N == 0 || r.Failed > 0 {
+			continue
+		}
+		if floor > 0 && r.Tool != "floor" {
+			r.FloorRatio = r.Seconds / floor
+		}
+		if r.Tool == "floor" {
 			continue
 		}
 		if r.Tool == "ours" {
@@ -192,7 +214,8 @@ func median(v []float64) float64 {
 func renderMarkdown(res Results, details bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Benchmark results\n\n")
-	fmt.Fprintf(&b, "Run %s, took %s; %d repetition(s) (table values are medians), parallelism %d for every tool.\n\n", res.Date, res.Duration, res.Reps, res.Jobs)
+	fmt.Fprintf(&b, "Run %s, took %s; %d repetition(s) (table values are medians), parallelism %d for every tool; the ideal client (floor) keeps %d requests in flight per registry.\n\n", res.Date, res.Duration, res.Reps, res.Jobs, res.FloorFlight)
+	fmt.Fprintf(&b, "Network: %s.\n\n", res.Network)
 	b.WriteString("Environment:\n\n")
 	for _, e := range res.Env {
 		fmt.Fprintf(&b, "- %s\n", e)
@@ -202,11 +225,11 @@ func renderMarkdown(res Results, details bool) string {
 		fmt.Fprintf(&b, "- **%s**: %s: %d images (%d indexes), %d distinct blobs, %.1f MiB; increment +%d images; scenarios: %s\n",
 			w.Name, w.Desc, w.Images, w.Indexes, w.Blobs, float64(w.BlobBytes)/mib, w.Increment, w.Scenarios)
 	}
-	b.WriteString("\n| workload | scenario | tool | n | time (s) | requests staging | requests prod | MiB read from staging | blob uploads prod1/prod2 | mounts | ours/best peer: time | ours/best peer: requests |\n")
-	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\n| workload | scenario | tool | n | time (s) | time / floor | requests staging | requests prod | MiB read from staging | blob uploads per destination | mounts | ours/best peer: time | ours/best peer: requests |\n")
+	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range res.Rows {
 		if r.N == 0 {
-			fmt.Fprintf(&b, "| %s | %s | %s | 0 | FAILED (%d runs) | | | | | | | |\n", r.Workload, r.Scenario, r.Tool, r.Failed)
+			fmt.Fprintf(&b, "| %s | %s | %s | 0 | FAILED (%d runs) | | | | | | | | |\n", r.Workload, r.Scenario, r.Tool, r.Failed)
 			continue
 		}
 		uploads := make([]string, len(r.Uploads))
@@ -214,19 +237,22 @@ func renderMarkdown(res Results, details bool) string {
 			uploads[i] = num(u)
 		}
 		tool := r.Tool
-		if tool == "ours" {
+		switch tool {
+		case "ours":
 			tool = "**ours**"
+		case "floor":
+			tool = "_floor_"
 		}
 		n := fmt.Sprint(r.N)
 		if r.Failed > 0 {
 			n += fmt.Sprintf(" (+%d FAILED)", r.Failed)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f | %s | %s | %.1f | %s | %s | %s | %s |\n",
-			r.Workload, r.Scenario, tool, n, r.Seconds, num(r.ReqStaging), num(r.ReqProd), r.StagingMiB,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f | %s | %s | %s | %.1f | %s | %s | %s | %s |\n",
+			r.Workload, r.Scenario, tool, n, r.Seconds, ratio(r.FloorRatio), num(r.ReqStaging), num(r.ReqProd), r.StagingMiB,
 			strings.Join(uploads, "/"), num(r.Mounts), ratio(r.TimeRatio), ratio(r.ReqRatio))
 	}
 	b.WriteString("\nRequests, bytes, uploads and mounts are counted by the proxies in front of the registries. ")
-	b.WriteString("Ratios are ours divided by the best peer (lower is better; requests = staging + production).\n")
+	b.WriteString("Ratios are ours divided by the best peer (lower is better; requests = staging + production); time / floor is each tool's time divided by the ideal client's (floor).\n")
 	if !details {
 		return b.String()
 	}

@@ -29,6 +29,9 @@ type Job struct {
 	Dests []string
 	// Images are what to promote.
 	Images []*Image
+	// New are the images of Images the destinations lack (nil: all of
+	// them). Only the ideal client (floor) is told.
+	New []*Image
 	// Jobs is the parallelism every tool is given.
 	Jobs int
 	// Env is the environment of the tool's processes.
