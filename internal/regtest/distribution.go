@@ -33,6 +33,14 @@ type Config struct {
 	Secret string
 	// DisableRedirect turns storage redirects off explicitly.
 	DisableRedirect bool
+	// RedirectBaseURL, when set, adds Distribution's redirect storage
+	// middleware: blob reads are answered with a 307 to this URL followed
+	// by the blob's path in the storage directory, as registries keeping
+	// blobs in object storage do.
+	RedirectBaseURL string
+	// HtpasswdPath, when set, turns on basic authentication against this
+	// htpasswd file (bcrypt hashes).
+	HtpasswdPath string
 }
 
 // Render returns the configuration as the registry's YAML file.
@@ -40,6 +48,13 @@ func (c Config) Render() string {
 	redirect := ""
 	if c.DisableRedirect {
 		redirect = "  redirect:\n    disable: true\n"
+	}
+	extra := ""
+	if c.RedirectBaseURL != "" {
+		extra += fmt.Sprintf("middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: %q\n", c.RedirectBaseURL)
+	}
+	if c.HtpasswdPath != "" {
+		extra += fmt.Sprintf("auth:\n  htpasswd:\n    realm: promoter-test\n    path: %q\n", c.HtpasswdPath)
 	}
 	return fmt.Sprintf(`version: 0.1
 log:
@@ -58,7 +73,7 @@ storage:
 http:
   addr: %q
   secret: %s
-`, c.LogLevel, c.StorageDir, redirect, c.Host, c.Secret)
+%s`, c.LogLevel, c.StorageDir, redirect, c.Host, c.Secret, extra)
 }
 
 // Env is this process's environment without REGISTRY_* variables, which
@@ -141,7 +156,7 @@ func (p *Process) Stop() {
 	p.stopOnce.Do(p.stop)
 }
 
-// WaitReady polls GET http://host/v2/ until it answers 200, exited is
+// WaitReady polls GET http://host/v2/ until it answers 200 (or 401), exited is
 // closed (the registry process ended), ctx is done, or timeout passes.
 func WaitReady(ctx context.Context, host string, exited <-chan struct{}, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -169,7 +184,8 @@ func WaitReady(ctx context.Context, host string, exited <-chan struct{}, timeout
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401: up, with authentication on.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
 			err = fmt.Errorf("GET /v2/: %s", resp.Status)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,13 +224,36 @@ type Distribution struct {
 	Host string
 	// Name labels the registry in failure messages, e.g. "staging".
 	Name string
+	// Blobs is the host blob reads are redirected to, when started with
+	// BlobRedirect; nil otherwise.
+	Blobs *BlobHost
 
 	proc *regtest.Process
+}
+
+// DistributionOptions configures StartDistributionWith.
+type DistributionOptions struct {
+	// BlobRedirect adds Distribution's redirect storage middleware: every
+	// blob GET is answered with a 307 to a BlobHost, a second server on
+	// 127.0.0.1 (another port, so another host) serving the storage
+	// directory, as registries keeping blobs in object storage do.
+	BlobRedirect bool
+	// BasicAuth turns on htpasswd authentication: every request needs
+	// TestUsername and TestPassword.
+	BasicAuth bool
 }
 
 // StartDistribution starts a Distribution registry labelled name and waits
 // until GET /v2/ answers 200. The registry is killed when the test ends.
 func StartDistribution(t testing.TB, name string) *Distribution {
+	t.Helper()
+	return StartDistributionWith(t, name, DistributionOptions{})
+}
+
+// StartDistributionWith starts a Distribution registry labelled name with
+// opts and waits until it answers. The registry is killed when the test
+// ends.
+func StartDistributionWith(t testing.TB, name string, opts DistributionOptions) *Distribution {
 	t.Helper()
 	bin := DistributionBinary(t)
 	dir := t.TempDir()
@@ -237,14 +261,27 @@ func StartDistribution(t testing.TB, name string) *Distribution {
 	if err := os.Mkdir(storage, 0o755); err != nil {
 		t.Fatalf("testenv: %s: %v", name, err)
 	}
+	cfg := regtest.Config{StorageDir: storage, LogLevel: "info", Secret: "promoter-testenv"}
+	var blobs *BlobHost
+	if opts.BlobRedirect {
+		blobs = NewBlobHost(t, http.FileServer(http.Dir(storage)))
+		cfg.RedirectBaseURL = "http://" + blobs.Host() + "/"
+	}
+	if opts.BasicAuth {
+		cfg.HtpasswdPath = filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(cfg.HtpasswdPath, []byte(TestUsername+":"+testPasswordBcrypt+"\n"), 0o600); err != nil {
+			t.Fatalf("testenv: %s: %v", name, err)
+		}
+	}
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		port, err := regtest.FreePort()
 		if err != nil {
 			t.Fatalf("testenv: %s: %v", name, err)
 		}
-		d, retry, err := launchDistribution(t, bin, name, dir, storage, port)
+		d, retry, err := launchDistribution(t, bin, name, dir, cfg, port)
 		if err == nil {
+			d.Blobs = blobs
 			return d
 		}
 		lastErr = err
@@ -259,13 +296,13 @@ func StartDistribution(t testing.TB, name string) *Distribution {
 
 // launchDistribution makes one attempt on port. retry reports whether the
 // failure was finding the port taken by another process.
-func launchDistribution(t testing.TB, bin, name, dir, storage string, port int) (d *Distribution, retry bool, err error) {
+// Request logging at info level is kept in memory and shown only on
+// failure.
+func launchDistribution(t testing.TB, bin, name, dir string, cfg regtest.Config, port int) (d *Distribution, retry bool, err error) {
 	t.Helper()
 	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfgPath := filepath.Join(dir, "config.yml")
-	// Request logging at info level is kept in memory and shown only on
-	// failure.
-	cfg := regtest.Config{Host: host, StorageDir: storage, LogLevel: "info", Secret: "promoter-testenv"}
+	cfg.Host = host
 	if err := os.WriteFile(cfgPath, []byte(cfg.Render()), 0o644); err != nil {
 		return nil, false, err
 	}

@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,7 +14,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // do sends a bodiless request on a fresh connection, so that a dropped
@@ -202,5 +206,224 @@ func TestFaultProxyDistributionUpload(t *testing.T) {
 	// plus the retried one that the rule failed.
 	if s := p.Stats(); s.ByClass["PUT upload"] != 4 || s.Faults != 1 {
 		t.Errorf("PUT uploads via proxy = %d with %d faults, want 4 with 1; stats %+v", s.ByClass["PUT upload"], s.Faults, s)
+	}
+}
+
+func TestFaultProxyEvery(t *testing.T) {
+	t.Parallel()
+	p := NewFaultProxy(t, InProcessRegistry(t), FaultRule{Path: `^/v2/$`, Last: math.MaxInt, Every: 10, Status: http.StatusTooManyRequests})
+	var faulted []int
+	for i := 1; i <= 30; i++ {
+		resp, _, err := do(t, http.MethodGet, "http://"+p.Host()+"/v2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			faulted = append(faulted, i)
+		}
+	}
+	if diff := cmp.Diff([]int{1, 11, 21}, faulted); diff != "" {
+		t.Errorf("faulted requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestFaultProxyCorrupt(t *testing.T) {
+	t.Parallel()
+	upstream := InProcessRegistry(t)
+	spec := ImageSpec{Seed: 2, LayerSize: 64 << 10}
+	PushImageWith(t, upstream+"/app:v1", spec)
+	layer := layerDigests(t, BuildImage(t, spec))[0]
+	p := NewFaultProxy(t, upstream, FaultRule{Method: http.MethodGet, Path: PathBlob, Kind: FaultCorrupt, Offset: 40000})
+	blobURL := "http://" + p.Host() + "/v2/app/blobs/" + layer.String()
+	for i, wantOK := range []bool{false, true} {
+		_, body, err := do(t, http.MethodGet, blobURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, _ := v1.SHA256(bytes.NewReader(body))
+		if (got == layer) != wantOK {
+			t.Errorf("read %d: digest %s, want layer digest: %v", i+1, got, wantOK)
+		}
+	}
+}
+
+func TestFaultProxyRedirect(t *testing.T) {
+	t.Parallel()
+	upstream := InProcessRegistry(t)
+	spec := ImageSpec{Seed: 3}
+	PushImageWith(t, upstream+"/app:v1", spec)
+	layer := layerDigests(t, BuildImage(t, spec))[0]
+	blobs := NewForwardingBlobHost(t, upstream)
+	p := NewFaultProxyWith(t, upstream, ProxyConfig{BasicAuth: true, Rules: []FaultRule{
+		{Method: http.MethodGet, Path: PathBlob, Last: math.MaxInt, Kind: FaultRedirect, RedirectTo: blobs.Host()},
+	}})
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+p.Host()+"/v2/app/blobs/"+layer.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(TestUsername, TestPassword)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if want := "http://" + blobs.Host() + "/v2/app/blobs/" + layer.String(); resp.StatusCode != http.StatusTemporaryRedirect || loc != want {
+		t.Fatalf("blob GET: %s to %q, want 307 to %q", resp.Status, loc, want)
+	}
+	_, body, err := do(t, http.MethodGet, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := v1.SHA256(bytes.NewReader(body)); got != layer {
+		t.Errorf("redirected read has digest %s, want %s", got, layer)
+	}
+	if s := blobs.Stats(); s.Requests != 1 || s.WithAuthorization != 0 {
+		t.Errorf("blob host stats %+v, want one request without credentials", s)
+	}
+	if rec := p.Log(); len(rec) != 1 || rec[0].Status != http.StatusTemporaryRedirect || !rec[0].Authorized {
+		t.Errorf("proxy log %+v, want one authorised request answered 307", rec)
+	}
+}
+
+func TestFaultProxyBasicAuth(t *testing.T) {
+	t.Parallel()
+	p := NewFaultProxyWith(t, InProcessRegistry(t), ProxyConfig{BasicAuth: true})
+	resp, _, err := do(t, http.MethodGet, "http://"+p.Host()+"/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
+		t.Errorf("without credentials: %s, challenge %q; want 401 with a Basic challenge", resp.Status, resp.Header.Get("WWW-Authenticate"))
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+p.Host()+"/v2/", nil)
+	req.SetBasicAuth(TestUsername, TestPassword)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("with credentials: %s, want 200", resp.Status)
+	}
+	if s := p.Stats(); s.AuthChallenges != 1 || s.Requests != 2 {
+		t.Errorf("stats %+v, want 2 requests, 1 challenged", s)
+	}
+}
+
+func TestFaultProxyTLSAttempt(t *testing.T) {
+	t.Parallel()
+	p := NewFaultProxy(t, InProcessRegistry(t))
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if resp, err := client.Get("https://" + p.Host() + "/v2/"); err == nil {
+		resp.Body.Close()
+		t.Fatal("an HTTPS request to the plain-HTTP proxy succeeded")
+	}
+	if _, _, err := do(t, http.MethodGet, "http://"+p.Host()+"/v2/"); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); s.TLSAttempts != 1 || s.Requests != 1 {
+		t.Errorf("stats %+v, want 1 TLS attempt and 1 request", s)
+	}
+}
+
+func TestFaultProxyLinks(t *testing.T) {
+	t.Parallel()
+	upstream := InProcessRegistry(t)
+	PushImage(t, upstream+"/app:v1", 1)
+	for _, tc := range []struct {
+		kind FaultKind
+		want []string
+	}{
+		{FaultLinkLoop, []string{`</v2/app/tags/list?n=5>; rel="next"`, `</v2/app/tags/list?n=5>; rel="next"`}},
+		{FaultLinkEndless, []string{`</v2/app/tags/list?n=1000&page=1>; rel="next"`, `</v2/app/tags/list?n=1000&page=2>; rel="next"`}},
+	} {
+		p := NewFaultProxy(t, upstream, FaultRule{Method: http.MethodGet, Path: PathTags, Last: math.MaxInt, Kind: tc.kind})
+		var got []string
+		for range 2 {
+			resp, body, err := do(t, http.MethodGet, "http://"+p.Host()+"/v2/app/tags/list?n=5")
+			if err != nil || !strings.Contains(string(body), `"v1"`) {
+				t.Fatalf("tags/list: %v, %s", err, body)
+			}
+			got = append(got, resp.Header.Get("Link"))
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("kind %d: Link headers (-want +got):\n%s", tc.kind, diff)
+		}
+	}
+}
+
+func TestFaultProxyRecordsUploads(t *testing.T) {
+	t.Parallel()
+	upstream := InProcessRegistry(t)
+	p := NewFaultProxy(t, upstream)
+	spec := ImageSpec{Seed: 4, LayerSize: 8 << 10}
+	PushImageWith(t, p.Host()+"/app:v1", spec)
+	ups := p.Uploads()
+	sessions := map[string][]byte{}
+	var finals int
+	for _, u := range ups {
+		if !u.Complete || u.Status >= 300 {
+			t.Errorf("upload request %s %s: complete %v, status %d", u.Method, u.Session, u.Complete, u.Status)
+		}
+		sessions[u.Session] = append(sessions[u.Session], u.Body...)
+		if u.Digest == "" {
+			continue
+		}
+		finals++
+		if got, _, _ := v1.SHA256(bytes.NewReader(sessions[u.Session])); got.String() != u.Digest {
+			t.Errorf("upload of %s: session bytes have digest %s", u.Digest, got)
+		}
+	}
+	// A layer and a config.
+	if finals != 2 {
+		t.Errorf("%d final upload requests, want 2: %+v", finals, ups)
+	}
+	for _, r := range p.Log() {
+		if r.End.Before(r.Start) || r.Status == 0 {
+			t.Errorf("log record %+v: want End after Start and a status", r)
+		}
+	}
+}
+
+// TestDistributionRedirectAndAuth checks the Distribution set-up that the
+// redirect tests use: with htpasswd on, anonymous requests are refused, and
+// blob reads are redirected to the blob host, which serves the blob.
+func TestDistributionRedirectAndAuth(t *testing.T) {
+	t.Parallel()
+	d := StartDistributionWith(t, "redirecting", DistributionOptions{BlobRedirect: true, BasicAuth: true})
+	resp, _, err := do(t, http.MethodGet, "http://"+d.Host+"/v2/")
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous /v2/: %v, %v; want 401", resp, err)
+	}
+	spec := ImageSpec{Seed: 5, LayerSize: 16 << 10}
+	img := BuildImage(t, spec)
+	ref, err := name.ParseReference(d.Host + "/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuthFromKeychain(Keychain(d.Host))); err != nil {
+		t.Fatalf("push with credentials: %v\n%s", err, d.Logs())
+	}
+	layer := layerDigests(t, img)[0]
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+d.Host+"/v2/app/blobs/"+layer.String(), nil)
+	req.SetBasicAuth(TestUsername, TestPassword)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusTemporaryRedirect || loc == nil || loc.Host != d.Blobs.Host() {
+		t.Fatalf("blob GET: %s to %q, want 307 to %s", resp.Status, resp.Header.Get("Location"), d.Blobs.Host())
+	}
+	_, body, err := do(t, http.MethodGet, loc.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := v1.SHA256(bytes.NewReader(body)); got != layer {
+		t.Errorf("blob host served digest %s, want %s", got, layer)
 	}
 }

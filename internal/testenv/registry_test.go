@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/imgpromoter/promoter/internal/regtest"
 )
 
 func TestRegistries(t *testing.T) {
@@ -108,7 +110,7 @@ func TestLaunchDistributionPortTaken(t *testing.T) {
 	}
 	defer l.Close()
 	dir := t.TempDir()
-	d, retry, err := launchDistribution(t, DistributionBinary(t), "taken", dir, dir, l.Addr().(*net.TCPAddr).Port)
+	d, retry, err := launchDistribution(t, DistributionBinary(t), "taken", dir, regtest.Config{StorageDir: dir, LogLevel: "info", Secret: "s"}, l.Addr().(*net.TCPAddr).Port)
 	if err == nil || !retry {
 		t.Fatalf("launch on a taken port = %v, retry %v, %v; want a retryable error", d, retry, err)
 	}
