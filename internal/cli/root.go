@@ -102,6 +102,7 @@ registry.`,
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newValidateCmd(e), newPlanCmd(e), newRunCmd(e), newCheckCmd(e), newManifestCmd(e), newSnapshotCmd(e), newCipCmd(e), newDemoCmd(e))
 	root.AddCommand(newReportCmd(e))
+	root.AddCommand(newAuditCmd(e), newDriftCmd(e))
 	return root
 }
 

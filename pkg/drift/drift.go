@@ -1,0 +1,217 @@
+package drift
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imgpromoter/promoter/pkg/snapshot"
+)
+
+// Report is the result of a drift check, findings sorted.
+type Report struct {
+	SchemaVersion int `json:"schemaVersion"`
+	// Prefixes are the registry prefixes checked.
+	Prefixes []string `json:"prefixes"`
+	// Findings are sorted by repository, tag, digest and kind.
+	Findings []Finding `json:"findings"`
+	// Notes say what could not be checked (e.g. a registry without a
+	// catalog: unexpected repositories are then not looked for).
+	Notes []string `json:"notes"`
+}
+
+// Counts returns the number of findings of each kind.
+func (r *Report) Counts() map[Kind]int {
+	out := map[Kind]int{}
+	for _, f := range r.Findings {
+		out[f.Kind]++
+	}
+	return out
+}
+
+// Registry is the registry access Check needs (an *access.Client).
+type Registry interface {
+	snapshot.Registry
+}
+
+// Option configures Check.
+type Option func(*config)
+
+type config struct {
+	jobs   int
+	logger *slog.Logger
+}
+
+func defaults() config { return config{jobs: 8, logger: slog.New(slog.DiscardHandler)} }
+
+// WithJobs bounds the registry requests in flight (default 8).
+func WithJobs(n int) Option { return func(c *config) { c.jobs = max(1, n) } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// Check compares each prefix of a registry with the expected state. Any
+// registry error stops it: a partial answer would read as drift (or as none).
+func Check(ctx context.Context, r Registry, exp *Expected, prefixes []snapshot.Prefix, opts ...Option) (*Report, error) {
+	c := defaults()
+	for _, o := range opts {
+		o(&c)
+	}
+	rep := &Report{SchemaVersion: 1, Findings: []Finding{}, Notes: []string{}}
+	for _, p := range prefixes {
+		rep.Prefixes = append(rep.Prefixes, p.String())
+		fs, notes, err := checkPrefix(ctx, r, exp, p, c)
+		if err != nil {
+			return nil, err
+		}
+		rep.Findings = append(rep.Findings, fs...)
+		rep.Notes = append(rep.Notes, notes...)
+	}
+	SortFindings(rep.Findings)
+	return rep, nil
+}
+
+// SortFindings orders findings by repository, tag, digest, then kind.
+func SortFindings(fs []Finding) {
+	slices.SortFunc(fs, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(a.Repository, b.Repository), cmp.Compare(a.Tag, b.Tag), cmp.Compare(a.Digest, b.Digest), cmp.Compare(a.Kind, b.Kind))
+	})
+}
+
+func checkPrefix(ctx context.Context, r Registry, exp *Expected, p snapshot.Prefix, c config) ([]Finding, []string, error) {
+	// The expected repositories under the prefix, by relative name.
+	want := map[string]*Repo{}
+	for _, k := range exp.Repos() {
+		repo := exp.Repo(k)
+		if rel, ok := p.RelRepo(repo.Ref); ok && rel != "" {
+			want[rel] = repo
+		}
+	}
+	var notes []string
+	snapOpts := []snapshot.Option{snapshot.WithJobs(c.jobs), snapshot.WithLogger(c.logger)}
+	snap, err := snapshot.Take(ctx, r, p, snapOpts...)
+	if errors.Is(err, snapshot.ErrNoCatalog) {
+		notes = append(notes, fmt.Sprintf("%s does not list its repositories: only the %d repositories the manifests name were checked (unexpected repositories cannot be seen)", p, len(want)))
+		if len(want) == 0 {
+			return nil, notes, nil
+		}
+		snap, err = snapshot.Take(ctx, r, p, append(snapOpts, snapshot.WithRepos(slices.Sorted(maps.Keys(want))...))...)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	var out []Finding
+	held := map[string]snapshot.Image{}
+	for _, img := range snap.Images {
+		held[img.Name] = img
+		w, ok := want[img.Name]
+		full := p.String() + "/" + img.Name
+		if !ok {
+			out = append(out, Finding{Kind: UnexpectedRepository, Repository: full})
+			continue
+		}
+		out = append(out, unexpectedTags(w, img, RepoKey(w.Ref))...)
+	}
+	missing, err := missingContent(ctx, r, want, held, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(out, missing...), notes, nil
+}
+
+// unexpectedTags finds the tags the registry holds that no manifest lists
+// (or lists for another digest). A cosign tag of an expected digest is
+// expected.
+func unexpectedTags(w *Repo, img snapshot.Image, full string) []Finding {
+	var out []Finding
+	for _, d := range img.Digests {
+		for _, t := range d.Tags {
+			if wd, ok := w.Tags[t]; ok {
+				if wd != d.Digest {
+					out = append(out, Finding{Kind: MovedTag, Repository: full, Tag: t, Digest: d.Digest.String(), Expected: wd.String()})
+				}
+				continue
+			}
+			if subj, ok := CosignSubject(t); ok && w.Listed(subj) {
+				continue
+			}
+			out = append(out, Finding{Kind: UnexpectedTag, Repository: full, Tag: t, Digest: d.Digest.String()})
+		}
+	}
+	return out
+}
+
+// missingContent finds listed tags the registry lacks and listed digests it
+// does not hold. A digest the snapshot did not see may still be there
+// untagged: it is looked up.
+func missingContent(ctx context.Context, r Registry, want map[string]*Repo, held map[string]snapshot.Image, c config) ([]Finding, error) {
+	var out []Finding
+	type lookup struct {
+		repo *Repo
+		d    v1.Hash
+	}
+	var lookups []lookup
+	for _, rel := range slices.Sorted(maps.Keys(want)) {
+		w := want[rel]
+		full := RepoKey(w.Ref)
+		tags := map[string]bool{}
+		digests := map[v1.Hash]bool{}
+		for _, d := range held[rel].Digests {
+			digests[d.Digest] = true
+			for _, t := range d.Tags {
+				tags[t] = true
+			}
+		}
+		for _, t := range slices.Sorted(maps.Keys(w.Tags)) {
+			if !tags[t] {
+				out = append(out, Finding{Kind: MissingTag, Repository: full, Tag: t, Expected: w.Tags[t].String()})
+			}
+		}
+		for _, d := range slices.SortedFunc(maps.Keys(w.Sources), func(a, b v1.Hash) int { return cmp.Compare(a.String(), b.String()) }) {
+			if !digests[d] {
+				lookups = append(lookups, lookup{w, d})
+			}
+		}
+	}
+	absent := make([]bool, len(lookups))
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(c.jobs)
+	for i, l := range lookups {
+		eg.Go(func() error {
+			ref := l.repo.Ref.Digest(l.d.String())
+			desc, err := r.Head(gctx, ref)
+			if err != nil {
+				return fmt.Errorf("looking up %s: %w", ref, err)
+			}
+			absent[i] = desc == nil
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	for i, l := range lookups {
+		if absent[i] {
+			out = append(out, Finding{Kind: MissingDigest, Repository: RepoKey(l.repo.Ref), Digest: l.d.String()})
+		}
+	}
+	return out, nil
+}
+
+// PrefixOf returns the prefix a repository key is under, if any.
+func PrefixOf(prefixes []snapshot.Prefix, repo name.Repository) (snapshot.Prefix, bool) {
+	for _, p := range prefixes {
+		if _, ok := p.RelRepo(repo); ok {
+			return p, true
+		}
+	}
+	return snapshot.Prefix{}, false
+}
