@@ -257,7 +257,7 @@ func TestServerRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := access.New(access.WithRetryBackoff(access.FastBackoff))
+	client, err := access.New()
 	if err != nil {
 		t.Fatal(err)
 	}

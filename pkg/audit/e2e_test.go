@@ -278,7 +278,7 @@ images:
 	tokens := filepath.Join(dir, "tokens")
 	writeFile(t, tokens, "# rotated\nold-token-abcdefghijklmnop\n"+testToken+"\n")
 	db := filepath.Join(dir, "audit.db")
-	args := []string{"--registry", prod, "--db", db, "--token-file", tokens, "--settle", "0", "--reconcile", "0", manifestPath}
+	args := []string{"--log-level", "debug", "--registry", prod, "--db", db, "--token-file", tokens, "--settle", "0", "--reconcile", "0", manifestPath}
 
 	srv := startAudit(t, auditAddr, args...)
 	testenv.PushImage(t, prod+"/app:1.0", 1)    // promoted: expected
@@ -310,7 +310,14 @@ images:
 	}
 	waitFor(t, "the events of the four changes to be judged", 60*time.Second, settled)
 	if got := subjects(getFindings(t, auditAddr, "open")); !slices.Equal(got, want) {
-		t.Fatalf("open findings:\n got %v\nwant %v\nserver output:\n%s", got, want, srv.out)
+		st := openStore(t, db)
+		evs, _ := st.Events(t.Context())
+		st.Close()
+		var b strings.Builder
+		for _, e := range evs {
+			fmt.Fprintf(&b, "%+v\n", e)
+		}
+		t.Fatalf("open findings:\n got %v\nwant %v\nevents:\n%s\nserver output:\n%s", got, want, &b, srv.out)
 	}
 	if n := len(srv.findingLines(t)); n != 2 {
 		t.Errorf("%d JSON finding lines, want 2:\n%s", n, srv.out)
@@ -378,7 +385,7 @@ func TestAuditSurvivesKill9(t *testing.T) {
  {"id":"k4","action":"delete","repository":"app","tag":"1.0"}]}`
 	postEvents(t, addr, audit.RouteGeneric, "application/json", body, http.StatusAccepted)
 	st := openStore(t, db)
-	pending, err := st.Pending(t.Context(), "9999", 100)
+	pending, err := st.Pending(t.Context(), 0, "9999", 100)
 	st.Close()
 	if err != nil || len(pending) != 4 {
 		t.Fatalf("pending before the kill: %d events, %v; want 4", len(pending), err)
@@ -389,7 +396,7 @@ func TestAuditSurvivesKill9(t *testing.T) {
 	waitFor(t, "the stored events to be judged", 30*time.Second, func() bool {
 		st := openStore(t, db)
 		defer st.Close()
-		p, err := st.Pending(t.Context(), "9999", 100)
+		p, err := st.Pending(t.Context(), 0, "9999", 100)
 		return err == nil && len(p) == 0
 	})
 	// Once more, to be sure nothing is judged twice after a second start.

@@ -2,8 +2,10 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -77,6 +79,11 @@ func (s *Server) judge(ctx context.Context, ev StoredEvent) (Verdict, error) {
 		if err != nil {
 			return Verdict{}, err
 		}
+		if ev.Action == ActionPush && ev.Digest != "" && (desc == nil || desc.Digest.String() != ev.Digest) && young(ev) {
+			// Distribution announces a manifest before it links the
+			// tag: look again later.
+			return Verdict{}, errNotYet
+		}
 		clean := Verdict{Clean: []Subject{{Repository: key, Tag: ev.Tag}}}
 		switch {
 		case isListed && desc == nil:
@@ -122,6 +129,19 @@ func (s *Server) judge(ctx context.Context, ev StoredEvent) (Verdict, error) {
 		return Verdict{Clean: []Subject{{Repository: key, Digest: d.String()}}}, nil
 	}
 	return mk(drift.UnexpectedDigest, "", d.String(), "", "no manifest lists this digest"), nil
+}
+
+// errNotYet says the registry does not show what a push event announces
+// yet; the event stays pending.
+var errNotYet = errors.New("the registry does not show the change yet")
+
+// maxWait is how long an event may wait for the registry to show the change
+// it announces before it is judged on what the registry shows.
+const maxWait = time.Minute
+
+func young(ev StoredEvent) bool {
+	at, err := time.Parse(timeLayout, ev.ReceivedAt)
+	return err == nil && time.Since(at) < maxWait
 }
 
 // qualify gives an event's repository its registry host and reports whether

@@ -270,19 +270,27 @@ func (s *Server) Run(ctx context.Context) error {
 
 // drain judges every event old enough, oldest first. An event whose
 // judging fails (the registry did not answer) stops the batch and stays
-// pending: events are never skipped.
+// pending: events are never skipped. An event the registry does not show
+// yet stays pending for a later pass.
 func (s *Server) drain(ctx context.Context) error {
+	var after int64
 	for {
 		cut := time.Now().Add(-s.o.settle).UTC().Format(timeLayout)
-		evs, err := s.store.Pending(ctx, cut, 64)
+		evs, err := s.store.Pending(ctx, after, cut, 64)
 		if err != nil || len(evs) == 0 {
 			return err
 		}
 		for _, ev := range evs {
+			after = ev.Seq
 			v, err := s.judge(ctx, ev)
+			if errors.Is(err, errNotYet) {
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("event %s/%s: %w", ev.Source, ev.ID, err)
 			}
+			s.o.logger.Debug("event judged", "source", ev.Source, "id", ev.ID, "action", ev.Action, "repository", ev.Repository,
+				"tag", ev.Tag, "digest", ev.Digest, "findings", len(v.Findings), "clean", len(v.Clean))
 			opened, err := s.store.Complete(ctx, ev.Seq, v)
 			if errors.Is(err, ErrAlreadyProcessed) {
 				continue

@@ -141,10 +141,10 @@ func scanEvent(sc interface{ Scan(...any) error }) (StoredEvent, error) {
 	return e, err
 }
 
-// Pending returns up to limit unprocessed events received at or before
-// before (a stored time), oldest first.
-func (s *Store) Pending(ctx context.Context, before string, limit int) ([]StoredEvent, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE processed_at IS NULL AND received_at <= ? ORDER BY seq LIMIT ?`, before, limit)
+// Pending returns up to limit unprocessed events after sequence number
+// after, received at or before before (a stored time), oldest first.
+func (s *Store) Pending(ctx context.Context, after int64, before string, limit int) ([]StoredEvent, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE processed_at IS NULL AND seq > ? AND received_at <= ? ORDER BY seq LIMIT ?`, after, before, limit)
 	if err != nil {
 		return nil, err
 	}
