@@ -1,27 +1,14 @@
 package e2e
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-)
 
-// git runs git in dir with a hermetic configuration.
-func gitRun(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
+	"github.com/imgpromoter/promoter/internal/testenv"
+)
 
 // TestReviewWorkflow runs the review workflow of a pull request as CI would,
 // on real registries: the guard and the pull-request plan on the change,
@@ -35,14 +22,14 @@ func TestReviewWorkflow(t *testing.T) {
 
 	// The base: app:1.0, in a sub-folder of the repository; staging only.
 	repo := t.TempDir()
-	gitRun(t, repo, "init", "-q", "-b", "main")
+	testenv.Git(t, repo, "init", "-q", "-b", "main")
 	dir := filepath.Join(repo, "deploy", "promotion")
 	images := filepath.Join(dir, "images", "app", "images.yaml")
 	writeFile(t, filepath.Join(dir, "manifests", "app", "promoter-manifest.yaml"), registriesYAML(regs.spec()))
 	writeFile(t, images, imagesYAML(entries(old)))
-	gitRun(t, repo, "add", "-A")
-	gitRun(t, repo, "commit", "-q", "-m", "base")
-	base := gitRun(t, repo, "rev-parse", "HEAD")
+	testenv.Git(t, repo, "add", "-A")
+	testenv.Git(t, repo, "commit", "-q", "-m", "base")
+	base := testenv.Git(t, repo, "rev-parse", "HEAD")
 
 	// The pull request: app:2.0 under an unquoted key, the old entry
 	// reformatted.
@@ -58,8 +45,8 @@ func TestReviewWorkflow(t *testing.T) {
 	}
 
 	// Merged: the postsubmit promotes only what the change added.
-	gitRun(t, repo, "add", "-A")
-	gitRun(t, repo, "commit", "-q", "-m", "add app 2.0")
+	testenv.Git(t, repo, "add", "-A")
+	testenv.Git(t, repo, "commit", "-q", "-m", "add app 2.0")
 	r = promoter(t, "run", "--confirm", "--since", "HEAD^", dir)
 	wantExit(t, r, 0)
 	for _, d := range regs.dests() {

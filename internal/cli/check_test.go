@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/imgpromoter/promoter/internal/cli"
+	"github.com/imgpromoter/promoter/internal/testenv"
 )
 
 var (
@@ -23,7 +24,7 @@ const checkRegistries = "registries:\n- name: r.example/stg\n  src: true\n- name
 func checkRepo(t *testing.T) string {
 	t.Helper()
 	repo := t.TempDir()
-	gitIn(t, repo, "init", "-q", "-b", "main")
+	testenv.Git(t, repo, "init", "-q", "-b", "main")
 	writeThin(t, filepath.Join(repo, "promotion"), "p", checkRegistries,
 		"- name: app\n  dmap:\n    \""+checkA+"\": [\"1.0\"]\n    \""+checkB+"\": [\"1.1\"]\n")
 	writeFile(t, filepath.Join(repo, "plain.yaml"), "registries:\n- name: r.example/stg\n  src: true\n- name: r.example/prod\nimages:\n- name: lib\n  dmap:\n    \""+checkC+"\": []\n")

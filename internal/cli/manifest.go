@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/manifestedit"
 	"github.com/imgpromoter/promoter/pkg/report"
@@ -43,6 +44,7 @@ func newManifestAddCmd(e *env) *cobra.Command {
 		dir, project, image, filter, output string
 		tags, digests, insecure             []string
 		allowLatest, dryRun                 bool
+		limits                              hostLimits
 	)
 	cmd := &cobra.Command{
 		Use:   "add --thin-manifest-dir DIR --project P --image NAME [--tag TAG]... [--digest DIGEST]... [--tag-filter REGEX]",
@@ -86,7 +88,7 @@ usage errors.`,
 				}
 				req.TagFilter = re
 			}
-			client, err := access.New(access.WithInsecureRegistries(insecure...), access.WithLogger(e.logger()))
+			client, err := access.New(append(limits.accessOptions(), access.WithInsecureRegistries(insecure...), access.WithLogger(e.logger()))...)
 			if err != nil {
 				return usageErr("%v", err)
 			}
@@ -122,13 +124,14 @@ usage errors.`,
 	fl.BoolVar(&dryRun, "dry-run", false, "report what would be added, write nothing")
 	fl.StringVarP(&output, "output", "o", "text", "output format: text or json")
 	fl.StringArrayVar(&insecure, "insecure-registry", nil, "registry host to reach over plain HTTP (loopback hosts always are)")
+	limits.registerLimits(cmd)
 	return cmd
 }
 
 // writeAddReport renders what add did.
 func writeAddReport(w io.Writer, f report.Format, rep *manifestedit.Report) error {
 	if f == report.JSON {
-		return report.WriteJSON(w, rep)
+		return render.WriteJSON(w, rep)
 	}
 	var b strings.Builder
 	digests, tags := 0, 0
@@ -157,7 +160,7 @@ func writeAddReport(w io.Writer, f report.Format, rep *manifestedit.Report) erro
 	}
 	switch {
 	case len(rep.Problems) > 0:
-		fmt.Fprintf(&b, "refused: nothing written (%s)\n", countOf(len(rep.Problems), "problem"))
+		fmt.Fprintf(&b, "refused: nothing written (%s)\n", render.Plural(len(rep.Problems), "problem"))
 	case !rep.Changed:
 		fmt.Fprintf(&b, "nothing to add: %s already lists everything asked for\n", rep.File)
 	default:
@@ -167,10 +170,10 @@ func writeAddReport(w io.Writer, f report.Format, rep *manifestedit.Report) erro
 		}
 		var parts []string
 		if digests > 0 {
-			parts = append(parts, countOf(digests, "digest")+" added")
+			parts = append(parts, render.Plural(digests, "digest")+" added")
 		}
 		if tags > 0 {
-			parts = append(parts, countOf(tags, "tag")+" added to listed digests")
+			parts = append(parts, render.Plural(tags, "tag")+" added to listed digests")
 		}
 		fmt.Fprintf(&b, "%s %s: %s\n", verb, rep.File, strings.Join(parts, ", "))
 	}
@@ -183,14 +186,6 @@ func addTagList(tags []string) string {
 		return "no tags (by digest only)"
 	}
 	return "tags " + strings.Join(tags, ", ")
-}
-
-// countOf writes "1 word" or "n words".
-func countOf(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func newManifestFmtCmd(e *env) *cobra.Command {
@@ -228,7 +223,7 @@ a file to change or a file cannot be formatted, 2 for usage errors.`,
 				}
 			}
 			if check && changed > 0 {
-				fmt.Fprintf(e.stderr, "%s not in canonical form: run promoter manifest fmt\n", countOf(changed, "file"))
+				fmt.Fprintf(e.stderr, "%s not in canonical form: run promoter manifest fmt\n", render.Plural(changed, "file"))
 			}
 			if failed > 0 || (check && changed > 0) {
 				return &ExitError{Code: ExitProblems}

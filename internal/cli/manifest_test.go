@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgpromoter/promoter/internal/cli"
 	"github.com/imgpromoter/promoter/internal/testenv"
@@ -142,5 +143,28 @@ func TestManifestFmt(t *testing.T) {
 	code, _, errOut = run(t, "manifest", "fmt", "-m", broken, dir)
 	if code != cli.ExitProblems || !strings.Contains(errOut, broken+":2:9: anchors and aliases") {
 		t.Errorf("broken file: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestManifestAddHostLimits checks that manifest add takes the per-host
+// limits of every command that talks to registries: a staging registry that
+// answers 429 with a long Retry-After costs at most --max-retry-wait.
+func TestManifestAddHostLimits(t *testing.T) {
+	staging := testenv.InProcessRegistry(t)
+	testenv.PushImage(t, staging+"/s/app:v1.0.0", 1)
+	proxy := testenv.NewFaultProxy(t, staging, testenv.FaultRule{Path: testenv.PathManifest, Kind: testenv.FaultStatus, Status: 429, RetryAfter: time.Minute})
+	dir := t.TempDir()
+	writeThin(t, dir, "p", fmt.Sprintf("registries:\n- name: %s/s\n  src: true\n- name: prod.example/p\n", proxy.Host()), "")
+	start := time.Now()
+	code, out, errOut := run(t, "manifest", "add", "--thin-manifest-dir", dir, "--project", "p", "--image", "app", "--tag", "v1.0.0",
+		"--host-concurrency", "2", "--host-rate", "1000", "--max-retry-wait", "10ms")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("took %v: the Retry-After of a minute was not capped by --max-retry-wait 10ms", took)
+	}
+	if proxy.Stats().Faults != 1 {
+		t.Errorf("faults = %d, want the one 429", proxy.Stats().Faults)
 	}
 }

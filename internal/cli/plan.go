@@ -26,10 +26,8 @@ type promoteFlags struct {
 	// since is a git revision: plan only the edges added since then.
 	since string
 
-	describeLimit   int
-	hostConcurrency int
-	hostRate        float64
-	maxRetryWait    time.Duration
+	describeLimit int
+	hostLimits
 }
 
 func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
@@ -43,12 +41,6 @@ func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
 	}
 	cmd.Flags().IntVar(&f.describeLimit, "describe-limit", 200, "with -o markdown or json: read size and platforms from staging for at most this many images (0: none)")
 	cmd.Flags().StringVar(&f.since, "since", "", "pull-request mode: only the edges the change since git revision REV adds (the manifests must be in a git work tree)")
-}
-
-func (f *promoteFlags) registerLimits(cmd *cobra.Command) {
-	cmd.Flags().IntVar(&f.hostConcurrency, "host-concurrency", 16, "requests in flight to one registry host")
-	cmd.Flags().Float64Var(&f.hostRate, "host-rate", 0, "requests per second to one registry host (0: unlimited; a 429 answer slows that host down anyway)")
-	cmd.Flags().DurationVar(&f.maxRetryWait, "max-retry-wait", time.Minute, "longest wait a registry's Retry-After answer can impose before a retry")
 }
 
 func newPlanCmd(e *env) *cobra.Command {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,26 +13,12 @@ import (
 	"github.com/imgpromoter/promoter/pkg/plan"
 )
 
-// gitIn runs git in dir, isolated from the user's configuration, and
-// returns its trimmed output.
-func gitIn(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // commitAll commits the work tree and returns the commit hash.
 func commitAll(t *testing.T, dir, msg string) string {
 	t.Helper()
-	gitIn(t, dir, "add", "-A")
-	gitIn(t, dir, "commit", "-q", "-m", msg)
-	return gitIn(t, dir, "rev-parse", "HEAD")
+	testenv.Git(t, dir, "add", "-A")
+	testenv.Git(t, dir, "commit", "-q", "-m", msg)
+	return testenv.Git(t, dir, "rev-parse", "HEAD")
 }
 
 // sinceFixture is a repository whose manifests sit in promotion/: the base
@@ -53,7 +38,7 @@ func newSinceFixture(t *testing.T) sinceFixture {
 	d1 := testenv.PushImage(t, staging+"/s/app", 1).String()
 	d2 := testenv.PushImage(t, staging+"/s/app", 2).String()
 	repo := t.TempDir()
-	gitIn(t, repo, "init", "-q", "-b", "main")
+	testenv.Git(t, repo, "init", "-q", "-b", "main")
 	dir := filepath.Join(repo, "promotion")
 	writeThin(t, dir, "p", fmt.Sprintf("registries:\n- name: %s/s\n  src: true\n- name: %s/p\n", staging, prod),
 		fmt.Sprintf("- name: app\n  dmap:\n    %q: [\"1.0\"]\n", d1))
@@ -191,7 +176,7 @@ func TestSinceErrors(t *testing.T) {
 	f := newSinceFixture(t)
 	commitAll(t, f.repo, "head")
 	clone := t.TempDir()
-	gitIn(t, f.repo, "clone", "-q", "--depth=1", "file://"+f.repo, clone)
+	testenv.Git(t, f.repo, "clone", "-q", "--depth=1", "file://"+f.repo, clone)
 	outside := t.TempDir()
 	writeThin(t, outside, "p", "registries:\n- name: r.example/s\n  src: true\n- name: r.example/p\n", "[]\n")
 

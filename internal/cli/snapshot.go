@@ -17,7 +17,7 @@ import (
 // snapshotFlags are the flags of snapshot.
 type snapshotFlags struct {
 	in            inputFlags
-	limits        promoteFlags // only its per-host limits
+	limits        hostLimits
 	output        string
 	tag           string
 	minimal       bool
@@ -96,8 +96,7 @@ func (e *env) snapshot(ctx context.Context, f *snapshotFlags, args []string) err
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	client, err := access.New(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log),
-		access.WithHostLimits(access.HostLimits{Concurrency: f.limits.hostConcurrency, Rate: f.limits.hostRate}), access.WithMaxRetryWait(f.limits.maxRetryWait))
+	client, err := access.New(append(f.limits.accessOptions(), access.WithInsecureRegistries(f.insecure...), access.WithLogger(log))...)
 	if err != nil {
 		return usageErr("%v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/imgpromoter/promoter/pkg/edge"
+	"github.com/imgpromoter/promoter/pkg/names"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -28,15 +29,9 @@ type edgeID struct {
 	tag  string
 }
 
-// repoKey is a repository as compared for identity (the registry host is
-// case-insensitive), as package validate compares destinations.
-func repoKey(r name.Repository) string {
-	return strings.ToLower(r.RegistryStr()) + "/" + r.RepositoryStr()
-}
-
 // sourceKey is a group's source image by digest, as compared for identity.
 func sourceKey(g *edge.Group) string {
-	return repoKey(g.Source.Context()) + "@" + g.Digest.String()
+	return names.RepositoryKey(g.Source.Context()) + "@" + g.Digest.String()
 }
 
 // bySource indexes groups by source digest: an edge's identity starts with
@@ -111,7 +106,7 @@ func addedPart(g *edge.Group, old []*edge.Group) []*edge.Group {
 	had := map[edgeID]bool{}
 	for _, b := range old {
 		for _, d := range b.Dests {
-			dk := repoKey(d)
+			dk := names.RepositoryKey(d)
 			had[edgeID{dk, ""}] = true // any edge puts the digest there
 			for _, t := range b.Tags {
 				had[edgeID{dk, t.Name}] = true
@@ -125,7 +120,7 @@ func addedPart(g *edge.Group, old []*edge.Group) []*edge.Group {
 	var parts []*part
 	byTags := map[string]*part{}
 	for _, d := range g.Dests {
-		dk := repoKey(d)
+		dk := names.RepositoryKey(d)
 		var tags []edge.Tag
 		key := "\x00" // digest only
 		if len(g.Tags) == 0 {
@@ -171,7 +166,7 @@ func addedStats(gs []*edge.Group, head validate.Stats) validate.Stats {
 	n := 0
 	for _, g := range gs {
 		n += g.EdgeCount()
-		images[repoKey(g.Source.Context())] = true
+		images[names.RepositoryKey(g.Source.Context())] = true
 		digests[sourceKey(g)] = true
 		if len(g.Tags) == 0 {
 			files[g.Pos.File] = true

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/change"
 	"github.com/imgpromoter/promoter/pkg/gitrev"
 	"github.com/imgpromoter/promoter/pkg/manifest"
@@ -39,20 +39,6 @@ func shorten(s string) string {
 		s = strings.ReplaceAll(s, digest(strings.ToLower(l)), l)
 	}
 	return s
-}
-
-func gitEnv() []string {
-	return append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-}
-
-func git(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = gitEnv()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
 }
 
 func writeFiles(t *testing.T, dir string, files map[string]string, eol string) {
@@ -118,10 +104,10 @@ const imagesPNoTool = `- name: app
 func states(t *testing.T, head map[string]string, eol string) (dir string, base, now change.State) {
 	t.Helper()
 	dir = t.TempDir()
-	git(t, dir, "init", "-q", "-b", "main")
+	testenv.Git(t, dir, "init", "-q", "-b", "main")
 	writeFiles(t, dir, baseFiles, "\n")
-	git(t, dir, "add", "-A")
-	git(t, dir, "commit", "-q", "-m", "base")
+	testenv.Git(t, dir, "add", "-A")
+	testenv.Git(t, dir, "commit", "-q", "-m", "base")
 	writeFiles(t, dir, head, eol)
 	in := manifest.Inputs{Files: []string{filepath.Join(dir, plainFile)}, ThinDirs: []string{filepath.Join(dir, thinDir)}}
 	snap, err := gitrev.Load(context.Background(), "HEAD", in)
@@ -470,9 +456,9 @@ func TestCorpus(t *testing.T) {
 	if err := os.CopyFS(root, os.DirFS(corpus)); err != nil {
 		t.Fatal(err)
 	}
-	git(t, dir, "init", "-q", "-b", "main")
-	git(t, dir, "add", "-A")
-	git(t, dir, "commit", "-q", "-m", "corpus")
+	testenv.Git(t, dir, "init", "-q", "-b", "main")
+	testenv.Git(t, dir, "add", "-A")
+	testenv.Git(t, dir, "commit", "-q", "-m", "corpus")
 
 	images := filepath.Join(root, "images", "k8s-staging-addon-manager", "images.yaml")
 	data, err := os.ReadFile(images)

@@ -6,11 +6,11 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/edge"
 	"github.com/imgpromoter/promoter/pkg/manifest"
+	"github.com/imgpromoter/promoter/pkg/names"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -139,10 +139,10 @@ func Check(base, head State, allow []string) *Report {
 	// A tag head asks for with two digests is refused on both (a conflict
 	// problem, which rejects the change by itself): what it takes away from
 	// head is explained there, not reported again as a removal.
-	conflicted := map[string]bool{}
-	for _, p := range head.Result.Problems {
-		if p.Code == diag.CodeConflict {
-			conflicted[p.Entry] = true
+	conflicted := map[tagAt]bool{}
+	for _, r := range head.Result.Refused {
+		for _, d := range r.Dests {
+			conflicted[tagAt{names.RepositoryKey(d), r.Tag}] = true
 		}
 	}
 	bLinks, hLinks := links(base.Set), links(head.Set)
@@ -165,7 +165,7 @@ func Check(base, head State, allow []string) *Report {
 					digests += len(d.digests)
 				}
 			}
-			f.Message = fmt.Sprintf("%s no longer receives images from %s (%s of %s were promoted there)", bl.name, f.Source, plural(digests, "digest"), plural(images, "image"))
+			f.Message = fmt.Sprintf("%s no longer receives images from %s (%s of %s were promoted there)", bl.name, f.Source, render.Plural(digests, "digest"), render.Plural(images, "image"))
 			fs = append(fs, f)
 			continue
 		}
@@ -220,7 +220,7 @@ func Check(base, head State, allow []string) *Report {
 		gone := map[string]bool{}
 		for _, dg := range sortedKeys(bd.digests) {
 			c := bd.digests[dg]
-			if hd != nil && hd.digests[dg] != nil || slices.ContainsFunc(c.tags, func(t string) bool { return conflicted[bd.image+":"+t] }) {
+			if hd != nil && hd.digests[dg] != nil || slices.ContainsFunc(c.tags, func(t string) bool { return conflicted[tagAt{dk, t}] }) {
 				continue
 			}
 			gone[dg] = true
@@ -240,7 +240,7 @@ func Check(base, head State, allow []string) *Report {
 				now = hd.tags[t]
 			}
 			switch {
-			case now != nil && now.digest == c.digest, conflicted[bd.image+":"+t]:
+			case now != nil && now.digest == c.digest, conflicted[tagAt{dk, t}]:
 			case now != nil:
 				was := c.pos
 				f := finding(aggKey{TagMoved, c.source + ":" + t, c.digest, now.digest}, Finding{Kind: TagMoved, Key: c.source + ":" + t, Position: now.pos, Related: &was, Source: c.source, Digest: c.digest, NewDigest: now.digest, Tag: t})
@@ -314,6 +314,11 @@ func Check(base, head State, allow []string) *Report {
 	return rep
 }
 
+// tagAt is a tag in a destination repository (as compared).
+type tagAt struct {
+	dest, tag string
+}
+
 // claim is what a state asks for in one destination repository: a digest
 // (with its tags there) or a tag (with its digest).
 type claim struct {
@@ -326,7 +331,6 @@ type claim struct {
 // destState is what one destination repository receives in one state.
 type destState struct {
 	name     string // the repository, for display
-	image    string // the image name, as written
 	registry string // its destination registry, as compared
 	digests  map[string]*claim
 	tags     map[string]*claim
@@ -342,13 +346,13 @@ func index(groups []*edge.Group, only map[string]*destState) map[string]*destSta
 		src := g.Source.Context().Name()
 		dg := g.Digest.String()
 		for _, d := range g.Dests {
-			dk := repoKey(d)
+			dk := names.RepositoryKey(d)
 			if only != nil && only[dk] == nil {
 				continue
 			}
 			st := out[dk]
 			if st == nil {
-				st = &destState{name: d.Name(), image: g.Image, registry: strings.TrimSuffix(dk, "/"+g.Image), digests: map[string]*claim{}, tags: map[string]*claim{}}
+				st = &destState{name: d.Name(), registry: strings.TrimSuffix(dk, "/"+g.Image), digests: map[string]*claim{}, tags: map[string]*claim{}}
 				out[dk] = st
 			}
 			c := st.digests[dg]
@@ -430,12 +434,12 @@ func links(set *manifest.Set) map[string]*regLink {
 			continue
 		}
 		src := srcs[0]
-		sk := registryKey(src.Name)
+		sk := names.RegistryKey(src.Name)
 		for _, r := range m.Destinations() {
 			if r.Name == "" {
 				continue
 			}
-			rk := registryKey(r.Name)
+			rk := names.RegistryKey(r.Name)
 			if rk == sk {
 				continue
 			}
@@ -454,33 +458,11 @@ func links(set *manifest.Set) map[string]*regLink {
 	return out
 }
 
-// registryKey is a registry name (host and optional path prefix) as
-// compared: the way destination repositories under it are named, so that
-// both sides of the comparison agree (docker.io is index.docker.io/library).
-func registryKey(s string) string {
-	const probe = "x"
-	if r, err := name.NewRepository(s+"/"+probe, name.WeakValidation); err == nil {
-		return strings.TrimSuffix(repoKey(r), "/"+probe)
-	}
-	host, path, ok := strings.Cut(s, "/")
-	if !ok {
-		return strings.ToLower(host)
-	}
-	return strings.ToLower(host) + "/" + path
-}
-
 func minPos(a, b diag.Position) diag.Position {
 	if a.File == "" || (b.File != "" && b.Compare(a) < 0) {
 		return b
 	}
 	return a
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // list names up to three items, then counts the rest.

@@ -1,10 +1,11 @@
 package change
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/imgpromoter/promoter/internal/render"
 )
 
 // OverrideFlag is the command-line flag that allows a finding by its key;
@@ -18,33 +19,33 @@ func WriteText(w io.Writer, r *Report) error {
 	var b strings.Builder
 	base := r.Base
 	if r.BaseCommit != "" && !strings.HasPrefix(r.BaseCommit, r.Base) {
-		base += " (" + short(r.BaseCommit) + ")"
+		base += " (" + render.ShortCommit(r.BaseCommit) + ")"
 	}
 	for _, f := range r.Findings {
 		b.WriteString(f.Position.String())
 		if f.AtBase {
 			b.WriteString(" at " + r.Base)
 		}
-		fmt.Fprintf(&b, ": %s: %s", f.Kind, f.Message)
+		fmt.Fprintf(&b, ": %s: %s", f.Kind, render.Printable(f.Message))
 		if f.Related != nil {
 			fmt.Fprintf(&b, " (was at %s at %s)", f.Related, r.Base)
 		}
 		b.WriteByte('\n')
 		if f.Allowed {
-			fmt.Fprintf(&b, "    allowed by %s %s\n", OverrideFlag, f.Key)
+			fmt.Fprintf(&b, "    allowed by %s %s\n", OverrideFlag, render.Printable(f.Key))
 		} else {
-			fmt.Fprintf(&b, "    to allow it: %s %s\n", OverrideFlag, f.Key)
+			fmt.Fprintf(&b, "    to allow it: %s %s\n", OverrideFlag, render.Printable(f.Key))
 		}
 	}
 	for _, k := range r.UnusedOverrides {
-		fmt.Fprintf(&b, "error: %s %s matches no finding: remove it\n", OverrideFlag, k)
+		fmt.Fprintf(&b, "error: %s %s matches no finding: remove it\n", OverrideFlag, render.Printable(k))
 	}
 	for _, p := range r.Problems {
 		b.WriteString(p.String())
 		b.WriteByte('\n')
 	}
 	if r.BaseErrors > 0 {
-		fmt.Fprintf(&b, "note: the manifests at %s have %s; entries invalid there promoted nothing and are not compared\n", r.Base, plural(r.BaseErrors, "error"))
+		fmt.Fprintf(&b, "note: the manifests at %s have %s; entries invalid there promoted nothing and are not compared\n", r.Base, render.Plural(r.BaseErrors, "error"))
 	}
 	verdict := "accepted"
 	if !r.Accepted {
@@ -52,30 +53,11 @@ func WriteText(w io.Writer, r *Report) error {
 	}
 	allowed := len(r.Findings) - r.Refused()
 	fmt.Fprintf(&b, "check against %s: the change adds %s; %s (%d allowed), %s; %s (%d errors, %d warnings): %s\n",
-		base, plural(r.AddedEdges, "edge"), countOf(len(r.Findings), "removal or move", "removals or moves"), allowed,
-		plural(len(r.UnusedOverrides), "unused override"), plural(len(r.Problems), "problem"), r.Stats.Errors, r.Stats.Warnings, verdict)
+		base, render.Plural(r.AddedEdges, "edge"), render.Count(len(r.Findings), "removal or move", "removals or moves"), allowed,
+		render.Plural(len(r.UnusedOverrides), "unused override"), render.Plural(len(r.Problems), "problem"), r.Stats.Errors, r.Stats.Warnings, verdict)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 // WriteJSON renders a check report as JSON (schema in docs/review.md).
-func WriteJSON(w io.Writer, r *Report) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(r)
-}
-
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
-}
-
-func countOf(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
-}
+func WriteJSON(w io.Writer, r *Report) error { return render.WriteJSON(w, r) }

@@ -7,6 +7,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/imgpromoter/promoter/internal/render"
 )
 
 // Position is a place in a manifest file. Line and Column are 1-based; zero
@@ -17,15 +19,17 @@ type Position struct {
 	Column int    `json:"column,omitempty"`
 }
 
-// String renders the position as file:line:column, omitting unknown parts.
+// String renders the position as file:line:column, omitting unknown parts,
+// with control characters in the file name escaped.
 func (p Position) String() string {
+	file := render.Printable(p.File)
 	switch {
 	case p.Line == 0:
-		return p.File
+		return file
 	case p.Column == 0:
-		return fmt.Sprintf("%s:%d", p.File, p.Line)
+		return fmt.Sprintf("%s:%d", file, p.Line)
 	default:
-		return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+		return fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
 	}
 }
 
@@ -77,16 +81,18 @@ type Problem struct {
 // Error makes a problem usable as an error value.
 func (p Problem) Error() string { return p.String() }
 
-// String renders "file:line: entry: message (see other place)".
+// String renders "file:line: entry: message (see other place)". Control
+// characters (which names read from a manifest may hold) are escaped as JSON
+// escapes them, so that one line of text output is one problem.
 func (p Problem) String() string {
 	s := p.Pos.String() + ": "
 	if p.Severity == SeverityWarning {
 		s += "warning: "
 	}
 	if p.Entry != "" {
-		s += p.Entry + ": "
+		s += render.Printable(p.Entry) + ": "
 	}
-	s += p.Message
+	s += render.Printable(p.Message)
 	if p.Related != nil {
 		s += " (other place: " + p.Related.String() + ")"
 	}

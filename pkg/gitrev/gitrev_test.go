@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/gitrev"
 	"github.com/imgpromoter/promoter/pkg/manifest"
@@ -30,20 +30,9 @@ func newRepo(t *testing.T) *repo {
 	return r
 }
 
-func gitEnv() []string {
-	return append(os.Environ(), "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-}
-
 func (r *repo) git(args ...string) string {
 	r.t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", r.dir}, args...)...)
-	cmd.Env = gitEnv()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return testenv.Git(r.t, r.dir, args...)
 }
 
 func (r *repo) write(files map[string]string) {
@@ -220,11 +209,7 @@ func TestLoadMissingRevision(t *testing.T) {
 	r.commit("three")
 
 	clone := t.TempDir()
-	cmd := exec.Command("git", "clone", "-q", "--depth=1", "file://"+r.dir, clone)
-	cmd.Env = gitEnv()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("clone: %v\n%s", err, out)
-	}
+	testenv.Git(t, clone, "clone", "-q", "--depth=1", "file://"+r.dir, clone)
 	tests := []struct {
 		name, dir, rev string
 		shallow        bool

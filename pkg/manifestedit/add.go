@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,13 +12,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/imgpromoter/promoter/pkg/diag"
-)
-
-// The rules of pkg/validate for what add writes (kept in step with it; the
-// written file is validated with pkg/validate as well).
-var (
-	digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	tagRE    = regexp.MustCompile(`^\w[\w.-]{0,127}$`)
+	"github.com/imgpromoter/promoter/pkg/names"
 )
 
 // Latest is the tag add refuses unless AllowLatest is given: it names
@@ -242,8 +235,8 @@ func normalize(path, image string, adds []Addition, o options) ([]want1, []diag.
 	var out []*want1
 	for _, a := range adds {
 		d := a.Digest.String()
-		if !digestRE.MatchString(d) {
-			refuse(diag.CodeDigest, image+"@"+d, "invalid digest %q (want sha256: and 64 lowercase hex digits)", d)
+		if msg := names.CheckDigest(d); msg != "" {
+			refuse(diag.CodeDigest, image+"@"+d, "%s", msg)
 			continue
 		}
 		w := byDigest[d]
@@ -254,8 +247,8 @@ func normalize(path, image string, adds []Addition, o options) ([]want1, []diag.
 		}
 		for _, tag := range a.Tags {
 			switch {
-			case !tagRE.MatchString(tag):
-				refuse(diag.CodeTag, image+":"+tag, `invalid tag %q (must match ^\w[\w.-]{0,127}$)`, tag)
+			case !names.ValidTag(tag):
+				refuse(diag.CodeTag, image+":"+tag, "%s", names.CheckTag(tag))
 				continue
 			case tag == Latest && !o.allowLatest:
 				refuse(diag.CodeTag, image+":"+tag, "tag latest is refused: it names whatever was pushed last, not a reviewed release (allow it explicitly with --allow-latest)")
@@ -311,14 +304,11 @@ func (t *text) digestLine(indent int, w want1) string {
 
 // imageName writes an image name plainly when that reads back the same.
 func imageName(s string) string {
-	if plainNameRE.MatchString(s) && s != "null" {
+	if names.ValidPath(s) && s != "null" {
 		return s
 	}
 	return quote(s)
 }
-
-// plainNameRE is the OCI repository path grammar: such names need no quotes.
-var plainNameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
 
 func isSorted(items []*yaml.Node) bool {
 	return slices.IsSortedFunc(items, func(a, b *yaml.Node) int { return cmp.Compare(a.Value, b.Value) })

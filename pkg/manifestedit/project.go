@@ -20,6 +20,7 @@ import (
 
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/manifest"
+	"github.com/imgpromoter/promoter/pkg/names"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -199,8 +200,8 @@ func resolve(ctx context.Context, reg Registry, repo name.Repository, req Reques
 	var tags []string
 	for _, tag := range req.Tags {
 		switch {
-		case !tagRE.MatchString(tag):
-			refuse(diag.CodeTag, req.Image+":"+tag, `invalid tag %q (must match ^\w[\w.-]{0,127}$)`, tag)
+		case !names.ValidTag(tag):
+			refuse(diag.CodeTag, req.Image+":"+tag, "%s", names.CheckTag(tag))
 		case tag == Latest && !o.allowLatest:
 			refuse(diag.CodeTag, req.Image+":"+tag, "tag latest is refused: it names whatever was pushed last, not a reviewed release (allow it explicitly with --allow-latest)")
 		case !slices.Contains(tags, tag):
@@ -269,8 +270,8 @@ func resolve(ctx context.Context, reg Registry, repo name.Repository, req Reques
 		}
 	}
 	for _, d := range req.Digests {
-		if !digestRE.MatchString(d.String()) {
-			refuse(diag.CodeDigest, req.Image+"@"+d.String(), "invalid digest %q (want sha256: and 64 lowercase hex digits)", d.String())
+		if msg := names.CheckDigest(d.String()); msg != "" {
+			refuse(diag.CodeDigest, req.Image+"@"+d.String(), "%s", msg)
 			continue
 		}
 		head(repo.Digest(d.String()), d.String())

@@ -19,12 +19,13 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imgpromoter/promoter/pkg/names"
 )
 
 // Digest is one manifest of a repository and its tags, sorted (none: the
@@ -65,18 +66,12 @@ type Prefix struct {
 	Path     string
 }
 
-var (
-	pathRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*)*$`)
-	tagRE  = regexp.MustCompile(`^\w[\w.-]{0,127}$`)
-	hostRE = regexp.MustCompile(`^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?$`)
-)
-
 // ParsePrefix reads host[:port][/path]. The host needs a dot or a port, or
 // is localhost, as in manifests: without one, "team/app" would be read as a
 // Docker Hub repository.
 func ParsePrefix(s string) (Prefix, error) {
 	host, path, hasPath := strings.Cut(s, "/")
-	if !hostRE.MatchString(host) {
+	if !names.ValidHost(host) {
 		return Prefix{}, fmt.Errorf("registry prefix %q does not start with a valid registry host", s)
 	}
 	if !strings.ContainsAny(host, ".:") && host != "localhost" {
@@ -87,7 +82,7 @@ func ParsePrefix(s string) (Prefix, error) {
 		return Prefix{}, fmt.Errorf("registry prefix %q: %w", s, err)
 	}
 	path = strings.TrimSuffix(path, "/")
-	if hasPath && path != "" && !pathRE.MatchString(path) {
+	if hasPath && path != "" && !names.ValidPath(path) {
 		return Prefix{}, fmt.Errorf("registry prefix %q: invalid path %q (lowercase OCI repository path components)", s, path)
 	}
 	return Prefix{Registry: reg, Path: path}, nil
@@ -103,7 +98,7 @@ func (p Prefix) String() string {
 
 // Repo is the repository of an image name relative to the prefix.
 func (p Prefix) Repo(rel string) (name.Repository, error) {
-	if !pathRE.MatchString(rel) {
+	if !names.ValidPath(rel) {
 		return name.Repository{}, fmt.Errorf("repository name %q is not a valid OCI repository path", rel)
 	}
 	return name.NewRepository(p.String()+"/"+rel, name.StrictValidation)
@@ -159,11 +154,11 @@ func makeConfig(opts []Option) (config, error) {
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.tag != "" && !tagRE.MatchString(c.tag) {
-		return c, fmt.Errorf("%w: tag %q is not a valid tag (must match %s)", ErrBadOption, c.tag, tagRE)
+	if c.tag != "" && !names.ValidTag(c.tag) {
+		return c, fmt.Errorf("%w: tag %q is not a valid tag (must match %s)", ErrBadOption, c.tag, names.TagPattern)
 	}
 	for _, r := range c.repos {
-		if !pathRE.MatchString(r) {
+		if !names.ValidPath(r) {
 			return c, fmt.Errorf("%w: repository name %q is not a valid OCI repository path (relative to the prefix)", ErrBadOption, r)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -16,6 +15,7 @@ import (
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/edge"
 	"github.com/imgpromoter/promoter/pkg/manifest"
+	"github.com/imgpromoter/promoter/pkg/names"
 )
 
 // Stats counts what the manifests ask for, as written (invalid entries
@@ -42,8 +42,24 @@ type Result struct {
 	Problems      []diag.Problem `json:"problems"`
 	// Groups are the valid promotions, sorted.
 	Groups []*edge.Group `json:"-"`
+	// Refused are the tags refused by a conflict (one destination tag
+	// wanted with two digests), one per group and tag, sorted: each is
+	// promoted to none of the group's destinations. The conflict problems
+	// explain them; this is their typed form.
+	Refused []RefusedTag `json:"-"`
 	// Unreadable is true when some input could not be read at all.
 	Unreadable bool `json:"unreadable"`
+}
+
+// RefusedTag is a tag a group asked for and lost to a conflict.
+type RefusedTag struct {
+	// Source is the group's source image by digest.
+	Source name.Digest
+	// Tag is the tag refused.
+	Tag string
+	// Dests are the group's destination repositories: the tag is set in
+	// none of them.
+	Dests []name.Repository
 }
 
 // Validate checks the set and returns its valid edge groups and all problems
@@ -128,32 +144,41 @@ func (v *validator) registries(m *manifest.Manifest) (dests []manifest.Registry,
 	srcOK := len(srcs) == 1
 	srcKey := ""
 	if srcOK {
-		srcKey = registryKey(srcs[0].Name)
+		srcKey = names.RegistryKey(srcs[0].Name)
 	}
 	seen := map[string]diag.Position{}
+	seenName := map[string]string{}
 	for _, r := range m.Registries {
-		if msg := checkRegistryName(r.Name); msg != "" {
+		if msg := names.CheckRegistryName(r.Name); msg != "" {
 			v.add(r.Pos, diag.CodeRegistryName, "registry "+r.Name, "%s", msg)
 			if r.Src {
 				srcOK = false
 			}
 			continue
 		}
-		key := registryKey(r.Name)
+		key := names.RegistryKey(r.Name)
 		// Checked before duplicates: a destination equal to the source is
 		// one mistake, reported once as what it is.
 		if !r.Src && srcOK && key == srcKey {
 			p := srcs[0].Pos
+			msg := "destination is the source registry"
+			if names.SameHostAlias(r.Name, srcs[0].Name) {
+				msg += fmt.Sprintf(" (%s and %s name the same registry)", srcs[0].Name, r.Name)
+			}
 			v.res.Problems = append(v.res.Problems, diag.Problem{Pos: r.Pos, Severity: diag.SeverityError, Code: diag.CodeDestIsSource, Entry: "registry " + r.Name,
-				Message: "destination is the source registry", Related: &p})
+				Message: msg, Related: &p})
 			continue
 		}
 		if first, dup := seen[key]; dup {
+			msg := "registry listed twice in one manifest"
+			if names.SameHostAlias(r.Name, seenName[key]) {
+				msg += fmt.Sprintf(" (%s and %s name the same registry)", seenName[key], r.Name)
+			}
 			v.res.Problems = append(v.res.Problems, diag.Problem{Pos: r.Pos, Severity: diag.SeverityError, Code: diag.CodeDuplicateReg, Entry: "registry " + r.Name,
-				Message: "registry listed twice in one manifest", Related: &first})
+				Message: msg, Related: &first})
 			continue
 		}
-		seen[key] = r.Pos
+		seen[key], seenName[key] = r.Pos, r.Name
 		if r.Src {
 			continue
 		}
@@ -170,7 +195,7 @@ func (v *validator) registries(m *manifest.Manifest) (dests []manifest.Registry,
 
 func (v *validator) image(m *manifest.Manifest, img *manifest.Image, dests []manifest.Registry) {
 	entry := "image " + img.Name
-	if msg := checkImageName(img.Name); msg != "" {
+	if msg := names.CheckImageName(img.Name); msg != "" {
 		v.add(img.Pos, diag.CodeImageName, entry, "%s", msg)
 		return
 	}
@@ -190,8 +215,8 @@ func (v *validator) image(m *manifest.Manifest, img *manifest.Image, dests []man
 	for _, d := range dests {
 		full := d.Name + "/" + img.Name
 		r, err := name.NewRepository(full, name.StrictValidation)
-		if err == nil && len(full) > maxNameLen {
-			err = fmt.Errorf("longer than %d characters", maxNameLen)
+		if err == nil && len(full) > names.MaxNameLen {
+			err = fmt.Errorf("longer than %d characters", names.MaxNameLen)
 		}
 		if err != nil {
 			v.add(img.Pos, diag.CodeImageName, entry, "destination repository %s: %v", full, err)
@@ -209,7 +234,7 @@ func (v *validator) image(m *manifest.Manifest, img *manifest.Image, dests []man
 	}
 	for _, d := range img.Digests {
 		dentry := img.Name + "@" + d.Digest
-		if msg := checkDigest(d.Digest); msg != "" {
+		if msg := names.CheckDigest(d.Digest); msg != "" {
 			v.add(d.Pos, diag.CodeDigest, entry, "%s", msg)
 			continue
 		}
@@ -221,7 +246,7 @@ func (v *validator) image(m *manifest.Manifest, img *manifest.Image, dests []man
 		var tags []edge.Tag
 		seenTag := map[string]diag.Position{}
 		for _, t := range d.Tags {
-			if msg := checkTag(t.Name); msg != "" {
+			if msg := names.CheckTag(t.Name); msg != "" {
 				v.add(t.Pos, diag.CodeTag, dentry, "%s", msg)
 				continue
 			}
@@ -253,11 +278,11 @@ func (v *validator) finish() {
 		slices.SortStableFunc(g.Tags, func(a, b edge.Tag) int { return cmp.Compare(a.Name, b.Name) })
 		g.Tags = slices.CompactFunc(g.Tags, func(a, b edge.Tag) bool { return a.Name == b.Name })
 	}
-	v.conflicts()
+	emptied := v.conflicts()
 	var groups []*edge.Group
 	for _, g := range v.order {
-		if len(g.Tags) == 0 && g.Tags != nil {
-			continue // every tag refused by a conflict
+		if emptied[g] {
+			continue // every tag refused by a conflict: not a digest-only promotion
 		}
 		groups = append(groups, g)
 		v.res.Stats.ValidEdges += g.EdgeCount()
@@ -273,15 +298,16 @@ func (v *validator) finish() {
 // refuses that tag in every group that claims it there, whatever digest it
 // claims: a published tag never moves, and which digest the reviewers meant
 // cannot be guessed. Refusal is per group, so a group also loses the tag in
-// its other destinations (failing closed).
-func (v *validator) conflicts() {
+// its other destinations (failing closed). It records the refusals in the
+// result and returns the groups that lost every tag.
+func (v *validator) conflicts() map[*edge.Group]bool {
 	byDest := map[string][]*edge.Group{}
 	for _, g := range v.order {
 		if len(g.Tags) == 0 {
 			continue
 		}
 		for _, d := range g.Dests {
-			k := repoKey(d)
+			k := names.RepositoryKey(d)
 			byDest[k] = append(byDest[k], g)
 		}
 	}
@@ -355,21 +381,24 @@ func (v *validator) conflicts() {
 		}
 	}
 	if len(refused) == 0 {
-		return
+		return nil
 	}
+	emptied := map[*edge.Group]bool{}
 	for _, g := range v.order {
 		if len(g.Tags) == 0 {
 			continue
 		}
-		g.Tags = slices.DeleteFunc(g.Tags, func(t edge.Tag) bool { return refused[refusal{g, t.Name}] })
-		if len(g.Tags) == 0 {
-			g.Tags = []edge.Tag{} // non-nil: had tags, all refused
-		}
+		g.Tags = slices.DeleteFunc(g.Tags, func(t edge.Tag) bool {
+			if !refused[refusal{g, t.Name}] {
+				return false
+			}
+			v.res.Refused = append(v.res.Refused, RefusedTag{Source: g.Source, Tag: t.Name, Dests: g.Dests})
+			return true
+		})
+		emptied[g] = len(g.Tags) == 0
 	}
-}
-
-// repoKey is a destination repository as compared for identity: registry
-// host names are case-insensitive.
-func repoKey(r name.Repository) string {
-	return strings.ToLower(r.RegistryStr()) + "/" + r.RepositoryStr()
+	slices.SortFunc(v.res.Refused, func(a, b RefusedTag) int {
+		return cmp.Or(cmp.Compare(a.Source.String(), b.Source.String()), cmp.Compare(a.Tag, b.Tag))
+	})
+	return emptied
 }
