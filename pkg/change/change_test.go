@@ -501,3 +501,27 @@ func TestCorpus(t *testing.T) {
 		t.Errorf("verdict: accepted %v, %d errors, %d at base", rep.Accepted, rep.Stats.Errors, rep.BaseErrors)
 	}
 }
+
+// TestConflictElsewhereHidesNoRemoval checks that a tag refused by a
+// conflict in some destinations excuses only what it takes away there: the
+// same image and tag removed from another destination is still a finding.
+// (Conflicts are matched by destination and tag, typed, not by the text of
+// the conflict problem's entry, which names only the image and the tag.)
+func TestConflictElsewhereHidesNoRemoval(t *testing.T) {
+	t.Parallel()
+	dir, base, head := states(t, map[string]string{
+		// lib:3.0 is removed from r.example/prod ...
+		plainFile: "registries:\n- name: r.example/stg\n  src: true\n- name: r.example/prod\nimages: []\n",
+		// ... while project q asks for lib:3.0 with two digests in x.example/q.
+		manifestQ: "registries:\n- name: r.example/stg\n  src: true\n- name: x.example/q\n",
+		imagesQ:   "- name: lib\n  dmap:\n    \"<E>\": [\"3.0\"]\n    \"<C>\": [\"3.0\"]\n",
+	}, "\n")
+	rep := change.Check(base, head, nil)
+	want := []string{"digest-removed r.example/stg/lib@D " + plainFile + ":8:5 (base) [r.example/prod/lib]"}
+	if diff := cmp.Diff(want, findings(dir, rep)); diff != "" {
+		t.Errorf("findings (-want +got):\n%s", diff)
+	}
+	if rep.Accepted {
+		t.Error("accepted, want rejected (a removal and a conflict)")
+	}
+}

@@ -188,7 +188,7 @@ func Load(ctx context.Context, rev string, in manifest.Inputs) (*Snapshot, error
 		present[i.rel] = exists(entries, i.rel)
 	}
 	// Of a thin directory, only what the loader may read is written: its
-	// manifests/ and images/, and YAML files an imagesPath may name.
+	// manifests/ and images/ (the loader never follows imagesPath).
 	entries = slices.DeleteFunc(entries, func(e treeEntry) bool {
 		return !slices.ContainsFunc(inputs, func(i input) bool {
 			if !under(e.path, i.rel) {
@@ -198,8 +198,7 @@ func Load(ctx context.Context, rev string, in manifest.Inputs) (*Snapshot, error
 				return true
 			}
 			rest := strings.TrimPrefix(strings.TrimPrefix(e.path, i.rel), "/")
-			ext := strings.ToLower(filepath.Ext(rest))
-			return under(rest, manifest.ThinManifestsDir) || under(rest, manifest.ThinImagesDir) || ext == ".yaml" || ext == ".yml"
+			return under(rest, manifest.ThinManifestsDir) || under(rest, manifest.ThinImagesDir)
 		})
 	})
 	tmp, err := os.MkdirTemp("", "promoter-gitrev-")
@@ -233,8 +232,7 @@ func Load(ctx context.Context, rev string, in manifest.Inputs) (*Snapshot, error
 	if len(renames) == 0 {
 		return snap, nil
 	}
-	// Anything else under tmp (an imagesPath leading out of the input) is
-	// named by its place in the repository.
+	// Anything else under tmp is named by its place in the repository.
 	renames = append(renames, rename{from: tmp, to: root})
 	slices.SortStableFunc(renames, func(a, b rename) int { return cmp.Compare(len(b.from), len(a.from)) })
 	snap.Set = manifest.Load(load)

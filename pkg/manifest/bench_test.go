@@ -81,8 +81,9 @@ func BenchmarkLargeImagesFile(b *testing.B) {
 		text func() string
 	}{
 		{"honest-4MiB", func() string { return largeImages(4 << 20) }},
-		{"honest-16MiB", func() string { return largeImages(16 << 20) }},
+		{"honest-15MiB", func() string { return largeImages(15 << 20) }},
 		{"honest-50MB", func() string { return largeImages(50_000_000) }},
+		{"aliases-8MiB", func() string { return aliasImages(8 << 20) }},
 		{"aliases-30MB", func() string { return aliasImages(30_000_000) }},
 	}
 	for _, c := range cases {

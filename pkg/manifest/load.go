@@ -89,27 +89,36 @@ func (w *walker) manifestFields(root *yaml.Node, m *Manifest, what string, other
 	}
 }
 
-// parseThinManifest reads a promoter-manifest.yaml: registries and the
-// deprecated imagesPath.
-func parseThinManifest(path string) (m *Manifest, imagesPath string, probs []diag.Problem) {
-	root, w, bad := readFile(path)
+// pathField is a file name read from a manifest, with where it was read.
+type pathField struct {
+	value string
+	pos   diag.Position
+}
+
+// parseThinManifest reads a promoter-manifest.yaml inside the thin directory
+// dir: registries and the deprecated imagesPath, which it returns for the
+// caller to warn about (it is never read).
+func parseThinManifest(path string) (*Manifest, *pathField, []diag.Problem) {
+	return parseThinManifestIn(filepath.Dir(path), path)
+}
+
+// parseThinManifestIn is parseThinManifest for a file inside the thin
+// directory dir.
+func parseThinManifestIn(dir, path string) (m *Manifest, imagesPath *pathField, probs []diag.Problem) {
+	root, w, bad := readFileIn(dir, path)
 	if bad != nil {
-		return nil, "", []diag.Problem{*bad}
+		return nil, nil, []diag.Problem{*bad}
 	}
 	m = &Manifest{File: path, Pos: diag.Position{File: path}}
 	if root == nil {
 		m.Broken = true
-		return m, "", []diag.Problem{{Pos: m.Pos, Severity: diag.SeverityError, Code: diag.CodeSyntax, Message: "promoter manifest is empty: it needs registries"}}
+		return m, nil, []diag.Problem{{Pos: m.Pos, Severity: diag.SeverityError, Code: diag.CodeSyntax, Message: "promoter manifest is empty: it needs registries"}}
 	}
 	w.manifestFields(root, m, "a promoter manifest", map[string]func(k, v *yaml.Node){
 		"imagesPath": func(k, v *yaml.Node) {
-			s, ok := w.str(v, "imagesPath", "")
-			if !ok {
-				return
+			if s, ok := w.str(v, "imagesPath", ""); ok {
+				imagesPath = &pathField{value: s, pos: w.pos(k)}
 			}
-			imagesPath = s
-			w.problems = append(w.problems, diag.Problem{Pos: w.pos(k), Severity: diag.SeverityWarning, Code: diag.CodeDeprecated,
-				Message: "imagesPath is deprecated (kpromo reads images/<project>/images.yaml): move the images there and remove the key"})
 		},
 	})
 	return m, imagesPath, w.problems
@@ -118,7 +127,13 @@ func parseThinManifest(path string) (m *Manifest, imagesPath string, probs []dia
 // parseImagesFile reads a thin images.yaml: a bare list of images (a file with
 // only comments is an empty list).
 func parseImagesFile(path string) ([]Image, []diag.Problem) {
-	root, w, bad := readFile(path)
+	return parseImagesFileIn(filepath.Dir(path), path)
+}
+
+// parseImagesFileIn is parseImagesFile for a file inside the thin directory
+// dir.
+func parseImagesFileIn(dir, path string) ([]Image, []diag.Problem) {
+	root, w, bad := readFileIn(dir, path)
 	if bad != nil {
 		return nil, []diag.Problem{*bad}
 	}
@@ -131,12 +146,22 @@ func parseImagesFile(path string) ([]Image, []diag.Problem) {
 // LoadThinDir reads a thin manifest directory: every
 // manifests/<project>/promoter-manifest.yaml paired with
 // images/<project>/images.yaml. Other files are ignored. A manifest without
-// its images file, an images file without its manifest, and either one nested
-// deeper than <project>/ are layout problems.
+// its images file, an images file without its manifest, either one nested
+// deeper than <project>/, and a directory without any project manifest are
+// layout problems.
+//
+// Only files inside root are read, and only regular files: symbolic links
+// are never followed (a linked manifests/ or images/ folder, project folder
+// or file is reported, not read), and the deprecated imagesPath is never
+// read either: as kpromo does, the images of project P are always
+// images/P/images.yaml, with a warning when imagesPath names another file.
 func LoadThinDir(root string) ([]*Manifest, []diag.Problem) {
 	var probs []diag.Problem
 	layout := func(path, format string, args ...any) {
 		probs = append(probs, diag.Problem{Pos: diag.Position{File: path}, Severity: diag.SeverityError, Code: diag.CodeLayout, Message: fmt.Sprintf(format, args...)})
+	}
+	unreadable := func(path string, err error) {
+		probs = append(probs, diag.Problem{Pos: diag.Position{File: path}, Severity: diag.SeverityError, Code: diag.CodeUnreadable, Message: unwrapPathError(err).Error()})
 	}
 	st, err := os.Stat(root)
 	if err != nil || !st.IsDir() {
@@ -148,28 +173,44 @@ func LoadThinDir(root string) ([]*Manifest, []diag.Problem) {
 	}
 	manifests := map[string]string{} // project -> path
 	images := map[string]string{}
+	found := map[string]bool{} // sub -> some file of the wanted name was found
 	scan := func(sub, want string, into map[string]string) {
 		dir := filepath.Join(root, sub)
-		if _, err := os.Stat(dir); err != nil {
+		st, err := os.Lstat(dir)
+		switch {
+		case err != nil:
 			if sub == ThinManifestsDir {
 				layout(dir, "thin manifest directory has no %s/ folder", sub)
 			}
 			return
+		case st.Mode()&fs.ModeSymlink != 0:
+			found[sub] = true
+			unreadable(dir, ErrSymlink)
+			return
 		}
-		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
-				probs = append(probs, diag.Problem{Pos: diag.Position{File: path}, Severity: diag.SeverityError, Code: diag.CodeUnreadable, Message: unwrapPathError(err).Error()})
+				unreadable(path, err)
+				return nil
+			}
+			rel, _ := filepath.Rel(dir, path)
+			parts := strings.Split(filepath.ToSlash(rel), "/")
+			// WalkDir does not follow links; a linked project folder
+			// would otherwise be skipped without a word.
+			if d.Type()&fs.ModeSymlink != 0 && len(parts) == 1 && d.Name() != want {
+				unreadable(path, ErrSymlink)
 				return nil
 			}
 			if d.IsDir() || d.Name() != want {
 				return nil
 			}
-			rel, _ := filepath.Rel(dir, path)
-			parts := strings.Split(filepath.ToSlash(rel), "/")
+			found[sub] = true
 			if len(parts) != 2 {
 				layout(path, "%s must sit at %s/<project>/%s, not deeper or shallower", want, sub, want)
 				return nil
 			}
+			// A link, a named pipe or a device is refused when read, with
+			// the reason.
 			into[parts[0]] = path
 			return nil
 		})
@@ -179,6 +220,11 @@ func LoadThinDir(root string) ([]*Manifest, []diag.Problem) {
 	}
 	scan(ThinManifestsDir, ThinManifestFile, manifests)
 	scan(ThinImagesDir, ThinImagesFile, images)
+	if _, err := os.Lstat(filepath.Join(root, ThinManifestsDir)); err == nil && !found[ThinManifestsDir] {
+		// As kpromo: a misspelt promoter-manifest.yaml must not pass as a
+		// directory with nothing to promote.
+		layout(root, "thin manifest directory has no project manifest (expected %s)", filepath.Join(root, ThinManifestsDir, "<project>", ThinManifestFile))
+	}
 
 	projects := make([]string, 0, len(manifests))
 	for p := range manifests {
@@ -189,44 +235,51 @@ func LoadThinDir(root string) ([]*Manifest, []diag.Problem) {
 	used := map[string]bool{}
 	for _, p := range projects {
 		mpath := manifests[p]
-		m, imagesPath, mp := parseThinManifest(mpath)
+		m, imagesPath, mp := parseThinManifestIn(root, mpath)
 		probs = append(probs, mp...)
+		ipath, ok := images[p]
+		if ok {
+			used[ipath] = true
+		}
 		if m == nil {
-			// Unreadable: its images file is accounted for but not read.
-			if ip, ok := images[p]; ok {
-				used[ip] = true
-			}
-			continue
+			continue // unreadable: its images file is accounted for but not read
 		}
 		m.Project = p
-		ipath, ok := images[p]
-		if imagesPath != "" {
-			ipath = filepath.Join(filepath.Dir(mpath), filepath.FromSlash(imagesPath))
-			_, err := os.Stat(ipath)
-			ok = err == nil
+		canonical := filepath.Join(root, ThinImagesDir, p, ThinImagesFile)
+		if imagesPath != nil {
+			probs = append(probs, imagesPathWarning(imagesPath, mpath, canonical, root))
 		}
 		if !ok {
-			expected := filepath.Join(root, ThinImagesDir, p, ThinImagesFile)
-			if imagesPath != "" {
-				expected = ipath + " (from imagesPath)"
-			}
-			layout(mpath, "project %s has no images file (expected %s)", p, expected)
+			layout(mpath, "project %s has no images file (expected %s)", p, canonical)
 			m.ImagesFile = ""
 			out = append(out, m)
 			continue
 		}
-		used[filepath.Clean(ipath)] = true
 		m.ImagesFile = ipath
-		imgs, ip := parseImagesFile(ipath)
+		imgs, ip := parseImagesFileIn(root, ipath)
 		probs = append(probs, ip...)
 		m.Images = imgs
 		out = append(out, m)
 	}
 	for p, ipath := range images {
-		if !used[filepath.Clean(ipath)] {
+		if !used[ipath] {
 			layout(ipath, "images file of project %s has no promoter manifest (expected %s)", p, filepath.Join(root, ThinManifestsDir, p, ThinManifestFile))
 		}
 	}
 	diag.Sort(probs)
 	return out, probs
+}
+
+// imagesPathWarning is the warning for the deprecated imagesPath of the
+// promoter manifest mpath. The field is never read: the images are always
+// read from canonical, so it only says whether the field names that file.
+func imagesPathWarning(f *pathField, mpath, canonical, root string) diag.Problem {
+	msg := "imagesPath is deprecated (kpromo reads images/<project>/images.yaml): move the images there and remove the key"
+	named := filepath.Join(filepath.Dir(mpath), filepath.FromSlash(f.value))
+	if filepath.IsAbs(f.value) || named != canonical {
+		rel, _ := filepath.Rel(root, canonical)
+		msg = fmt.Sprintf("imagesPath is deprecated and ignored: it names %q, but the images are read from %s, as kpromo reads them (never from another file): move them there and remove the key",
+			f.value, filepath.ToSlash(rel))
+	}
+	return diag.Problem{Pos: f.pos, Severity: diag.SeverityWarning, Code: diag.CodeDeprecated, Message: msg}
 }

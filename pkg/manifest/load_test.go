@@ -199,14 +199,19 @@ func TestLoadThinDirLayout(t *testing.T) {
 			images:   map[string]int{"a": 1},
 		},
 		{
+			// As kpromo: imagesPath is never read, whatever it names.
 			name: "imagesPath to another place",
 			files: map[string]string{
 				"manifests/a/promoter-manifest.yaml": thinManifest + "imagesPath: ../../elsewhere/images.yaml\n",
 				"elsewhere/images.yaml":              thinImages + thinImages,
 			},
-			want:     []prob{{Pos: "manifests/a/promoter-manifest.yaml:5:1", Severity: diag.SeverityWarning, Code: diag.CodeDeprecated, Msg: "imagesPath is deprecated"}},
+			want: []prob{
+				{Pos: "manifests/a/promoter-manifest.yaml", Code: diag.CodeLayout, Msg: "project a has no images file"},
+				{Pos: "manifests/a/promoter-manifest.yaml:5:1", Severity: diag.SeverityWarning, Code: diag.CodeDeprecated,
+					Msg: `imagesPath is deprecated and ignored: it names "../../elsewhere/images.yaml", but the images are read from images/a/images.yaml`},
+			},
 			projects: []string{"a"},
-			images:   map[string]int{"a": 2},
+			images:   map[string]int{"a": 0},
 		},
 		{
 			name: "imagesPath to a missing file",
@@ -215,12 +220,11 @@ func TestLoadThinDirLayout(t *testing.T) {
 				"images/a/images.yaml":               thinImages,
 			},
 			want: []prob{
-				{Pos: "images/a/images.yaml", Code: diag.CodeLayout, Msg: "has no promoter manifest"},
-				{Pos: "manifests/a/promoter-manifest.yaml", Code: diag.CodeLayout, Msg: "project a has no images file"},
-				{Pos: "manifests/a/promoter-manifest.yaml:5:1", Severity: diag.SeverityWarning, Code: diag.CodeDeprecated, Msg: "imagesPath is deprecated"},
+				{Pos: "manifests/a/promoter-manifest.yaml:5:1", Severity: diag.SeverityWarning, Code: diag.CodeDeprecated,
+					Msg: `imagesPath is deprecated and ignored: it names "nope.yaml", but the images are read from images/a/images.yaml`},
 			},
 			projects: []string{"a"},
-			images:   map[string]int{"a": 0},
+			images:   map[string]int{"a": 1},
 		},
 		{
 			name: "imagesPath is not a string",

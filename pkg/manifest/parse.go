@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,9 +17,12 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 )
 
-// MaxFileSize is the largest manifest or images file read. Real files are
-// well under a megabyte; the limit only stops runaway input.
-const MaxFileSize = 64 << 20
+// MaxFileSize is the largest manifest or images file read: a larger one is
+// refused before it is read, with a problem saying so. The largest real
+// file known (registry.k8s.io's kubernetes project, 20,000 lines) is 1.2 MB;
+// reading a file at the limit takes about 14 bytes of memory per byte of
+// YAML (docs/manifests.md, "Input safety").
+const MaxFileSize = 16 << 20
 
 // maxNodes bounds how many YAML nodes one file may expand to through aliases,
 // so that an alias bomb is an error rather than a hang. The budget of a file
@@ -38,20 +43,55 @@ func nodeBudget(size int) int {
 // checks shared by every format. It returns the root mapping or sequence node
 // (nil for a file holding only comments) and a walker sized for the file.
 func readFile(path string) (*yaml.Node, *walker, *diag.Problem) {
-	bad := func(format string, args ...any) *diag.Problem {
-		return &diag.Problem{Pos: diag.Position{File: path}, Severity: diag.SeverityError, Code: diag.CodeUnreadable, Message: fmt.Sprintf(format, args...)}
-	}
-	f, err := os.Open(path)
+	return readFileIn(filepath.Dir(path), path)
+}
+
+// readFileIn is readFile for a path that must lie inside root (see readIn).
+func readFileIn(root, path string) (*yaml.Node, *walker, *diag.Problem) {
+	data, err := readIn(root, path)
 	if err != nil {
-		return nil, nil, bad("cannot open: %v", unwrapPathError(err))
+		msg := "cannot read: " + unwrapPathError(err).Error()
+		var pe *fs.PathError
+		switch {
+		case errors.Is(err, ErrTooLarge):
+			msg = fmt.Sprintf("file is larger than %d MiB", MaxFileSize>>20)
+		case errors.As(err, &pe):
+			msg = "cannot " + pe.Op + ": " + pe.Err.Error()
+		}
+		return nil, nil, &diag.Problem{Pos: diag.Position{File: path}, Severity: diag.SeverityError, Code: diag.CodeUnreadable, Message: msg}
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, nil, bad("cannot read: %v", unwrapPathError(err))
+	doc, p := parseBytes(path, data)
+	if p != nil {
+		return nil, nil, p
 	}
-	root, p := parseBytes(path, data)
-	return root, newWalker(path, len(data)), p
+	w := newWalker(path, len(data))
+	w.budget = min(w.budget, aliasBudget(doc))
+	return doc, w, nil
+}
+
+// maxAliasExpansion is how many nodes more than the file holds the walker
+// may visit by following aliases. Honest use of anchors (a tag list shared
+// by a few digests) needs a few hundred; the limit stops an alias bomb after
+// a few megabytes of memory, whatever the size of the file around it.
+const maxAliasExpansion = 100_000
+
+// aliasBudget is the node budget of a file whose tree is root: every node
+// it holds once, plus maxAliasExpansion for what its aliases repeat.
+func aliasBudget(root *yaml.Node) int {
+	n := 0
+	stack := []*yaml.Node{root}
+	for len(stack) > 0 {
+		top := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if top == nil {
+			continue
+		}
+		n++
+		if top.Kind != yaml.AliasNode {
+			stack = append(stack, top.Content...)
+		}
+	}
+	return n + maxAliasExpansion
 }
 
 func unwrapPathError(err error) error {

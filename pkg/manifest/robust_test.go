@@ -213,8 +213,8 @@ func TestTooLarge(t *testing.T) {
 		msg  string
 		line int
 	}{
-		{"one byte over the limit", MaxFileSize + 1, "larger than 64 MiB", 0},
-		{"far over the limit", 4 * MaxFileSize, "larger than 64 MiB", 0},
+		{"one byte over the limit", MaxFileSize + 1, "larger than 16 MiB", 0},
+		{"far over the limit", 4 * MaxFileSize, "larger than 16 MiB", 0},
 		// At the limit the size is fine; this file fails on its NUL padding.
 		{"at the limit", MaxFileSize, "NUL byte at offset 15", 2},
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -62,7 +63,7 @@ func Format(path string, data []byte) ([]byte, error) {
 // (atomically); it reports whether the file is not (or was not) in canonical
 // form.
 func FormatFile(path string, write bool) (changed bool, err error) {
-	data, err := os.ReadFile(path)
+	data, err := manifest.ReadFile(path)
 	if err != nil {
 		return false, err
 	}
@@ -74,7 +75,7 @@ func FormatFile(path string, write bool) (changed bool, err error) {
 		return false, nil
 	}
 	if write {
-		if err := writeFile(path, out); err != nil {
+		if err := manifest.WriteFile(filepath.Dir(path), path, out); err != nil {
 			return true, err
 		}
 	}
@@ -83,8 +84,9 @@ func FormatFile(path string, write bool) (changed bool, err error) {
 
 // Files lists the files Format handles in the inputs: every plain manifest
 // given, and the images/<project>/images.yaml files of every thin manifest
-// directory (an images file named by the deprecated imagesPath is formatted
-// when named as a file).
+// directory (the deprecated imagesPath is never followed, as the loader
+// never reads it). A folder of a thin directory that is a symbolic link is
+// an error.
 func Files(in manifest.Inputs) ([]string, error) {
 	out := slices.Clone(in.Files)
 	for _, dir := range in.ThinDirs {
@@ -98,6 +100,16 @@ func Files(in manifest.Inputs) ([]string, error) {
 		found, err := filepath.Glob(filepath.Join(dir, manifest.ThinImagesDir, "*", manifest.ThinImagesFile))
 		if err != nil {
 			return nil, err
+		}
+		// The glob goes through linked folders; the loader does not, and
+		// neither may a rewrite (a linked images file itself is refused
+		// when read).
+		for _, f := range found {
+			for _, d := range []string{filepath.Dir(filepath.Dir(f)), filepath.Dir(f)} {
+				if st, err := os.Lstat(d); err != nil || st.Mode()&fs.ModeSymlink != 0 {
+					return nil, &fs.PathError{Op: "open", Path: d, Err: manifest.ErrSymlink}
+				}
+			}
 		}
 		out = append(out, found...)
 	}

@@ -231,22 +231,33 @@ func TestFiles(t *testing.T) {
 	}
 }
 
-func TestFormatFileKeepsLinkAndMode(t *testing.T) {
+// TestFormatFileRefusesLinkKeepsMode checks that fmt never writes through a
+// symbolic link (the link and its target stay as they are: a link can lead
+// out of the manifest tree), and that a rewritten file keeps its mode.
+func TestFormatFileRefusesLinkKeepsMode(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "real.yaml")
 	link := filepath.Join(dir, "images.yaml")
-	if err := os.WriteFile(target, []byte("- name: app\n  dmap:\n    sha256:"+strings.Repeat("a", 64)+": [v1]\n"), 0o600); err != nil {
+	unformatted := "- name: app\n  dmap:\n    sha256:" + strings.Repeat("a", 64) + ": [v1]\n"
+	if err := os.WriteFile(target, []byte(unformatted), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("real.yaml", link); err != nil {
 		t.Skip("no symbolic links here:", err)
 	}
 	changed, err := FormatFile(link, true)
-	if err != nil || !changed {
-		t.Fatalf("FormatFile = %v, %v", changed, err)
+	if !errors.Is(err, manifest.ErrSymlink) || changed {
+		t.Fatalf("FormatFile(link) = %v, %v; want the link refused", changed, err)
 	}
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Errorf("the link was replaced: %v", err)
+	}
+	if data, _ := os.ReadFile(target); string(data) != unformatted {
+		t.Errorf("the link's target was rewritten:\n%s", data)
+	}
+	changed, err = FormatFile(target, true)
+	if err != nil || !changed {
+		t.Fatalf("FormatFile = %v, %v", changed, err)
 	}
 	fi, err := os.Stat(target)
 	if err != nil || fi.Mode().Perm() != 0o600 {

@@ -113,7 +113,7 @@ func Add(ctx context.Context, reg Registry, req Request, opts ...Option) (*Repor
 		diag.Sort(probs)
 		return refused(&RefusedError{Problems: probs})
 	}
-	data, err := os.ReadFile(p.imagesFile)
+	data, err := manifest.ReadFileIn(req.ThinDir, p.imagesFile)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
@@ -132,7 +132,7 @@ func Add(ctx context.Context, reg Registry, req Request, opts ...Option) (*Repor
 	if o.dryRun {
 		return rep, nil
 	}
-	if err := writeFile(p.imagesFile, out); err != nil {
+	if err := manifest.WriteFile(req.ThinDir, p.imagesFile, out); err != nil {
 		return nil, err
 	}
 	rep.Written = true
@@ -167,20 +167,13 @@ func openProject(dir, projectName string) (*project, error) {
 		return nil, fmt.Errorf("project %s not found: there is no %s", projectName, filepath.Join(dir, manifest.ThinManifestsDir, projectName, manifest.ThinManifestFile))
 	}
 	p.imagesFile = p.m.ImagesFile
-	hasImagesPath := false
 	for _, pr := range probs {
-		switch {
-		case pr.Pos.File == p.m.File && pr.Code == diag.CodeDeprecated:
-			hasImagesPath = true
-		case pr.Severity == diag.SeverityError && (pr.Code == diag.CodeSyntax || pr.Code == diag.CodeUnreadable) &&
-			(pr.Pos.File == p.m.File || (p.imagesFile != "" && pr.Pos.File == p.imagesFile)):
+		if pr.Severity == diag.SeverityError && (pr.Code == diag.CodeSyntax || pr.Code == diag.CodeUnreadable) &&
+			(pr.Pos.File == p.m.File || (p.imagesFile != "" && pr.Pos.File == p.imagesFile)) {
 			return nil, fmt.Errorf("fix this first (see promoter validate): %w", pr)
 		}
 	}
 	if p.imagesFile == "" {
-		if hasImagesPath {
-			return nil, fmt.Errorf("%s: the images file named by imagesPath does not exist; create it (or remove imagesPath) first", p.m.File)
-		}
 		p.imagesFile = filepath.Join(dir, manifest.ThinImagesDir, projectName, manifest.ThinImagesFile)
 	}
 	srcs := p.m.Source()
@@ -407,38 +400,4 @@ func errorCounts(ps []diag.Problem) map[problemKey]int {
 		}
 	}
 	return out
-}
-
-// writeFile replaces path with data atomically, keeping its permissions (and
-// a symbolic link: the file it points to is replaced).
-func writeFile(path string, data []byte) error {
-	if target, err := filepath.EvalSymlinks(path); err == nil {
-		path = target
-	}
-	mode := fs.FileMode(0o644)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
