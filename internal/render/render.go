@@ -8,8 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/imgpromoter/promoter/pkg/names"
 )
 
 // Plural writes "1 word" or "n words".
@@ -88,4 +91,24 @@ func needsEscape(s string) bool {
 // paragraph separators JSON also escapes.
 func isControl(r rune) bool {
 	return r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '\u2028' || r == '\u2029'
+}
+
+// YAMLName writes an image name for an images.yaml: plain when that reads
+// back as the same string (a valid repository path other than "null", the
+// one a YAML reader would take for no value), quoted otherwise.
+func YAMLName(s string) string {
+	if names.ValidPath(s) && s != "null" {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// YAMLFlowList writes tags as a YAML flow list of quoted strings, the form
+// of a dmap value: ["1.0", "latest"], or [] for none.
+func YAMLFlowList(tags []string) string {
+	q := make([]string, len(tags))
+	for i, tag := range tags {
+		q[i] = strconv.Quote(tag)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }

@@ -53,3 +53,19 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+func TestYAML(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"app", "app"}, {"team/app", "team/app"}, {"null", `"null"`}, {"Web_UI", `"Web_UI"`}, {"a b", `"a b"`},
+	} {
+		if got := YAMLName(tt.in); got != tt.want {
+			t.Errorf("YAMLName(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+	if got := YAMLFlowList(nil); got != "[]" {
+		t.Errorf("YAMLFlowList(nil) = %s", got)
+	}
+	if got := YAMLFlowList([]string{"1.0", "latest"}); got != `["1.0", "latest"]` {
+		t.Errorf("YAMLFlowList = %s", got)
+	}
+}

@@ -20,7 +20,7 @@ import (
 // MaxFileSize is the largest manifest or images file read: a larger one is
 // refused before it is read, with a problem saying so. The largest real
 // file known (registry.k8s.io's kubernetes project, 20,000 lines) is 1.2 MB;
-// reading a file at the limit takes about 14 bytes of memory per byte of
+// reading a file at the limit takes about 13 bytes of memory per byte of
 // YAML (docs/manifests.md, "Input safety").
 const MaxFileSize = 16 << 20
 

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/names"
 )
@@ -288,26 +289,9 @@ func normalize(path, image string, adds []Addition, o options) ([]want1, []diag.
 
 func quote(s string) string { return strconv.Quote(s) }
 
-// flowList writes tags as a canonical flow list: ["a", "b"].
-func flowList(tags []string) string {
-	q := make([]string, len(tags))
-	for i, tag := range tags {
-		q[i] = quote(tag)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
-
 // digestLine is a canonical dmap line.
 func (t *text) digestLine(indent int, w want1) string {
-	return strings.Repeat(" ", indent) + quote(w.digest) + ": " + flowList(w.tags) + t.eol
-}
-
-// imageName writes an image name plainly when that reads back the same.
-func imageName(s string) string {
-	if names.ValidPath(s) && s != "null" {
-		return s
-	}
-	return quote(s)
+	return strings.Repeat(" ", indent) + quote(w.digest) + ": " + render.YAMLFlowList(w.tags) + t.eol
 }
 
 func isSorted(items []*yaml.Node) bool {
@@ -338,7 +322,7 @@ func (t *text) addTags(key, val *yaml.Node, tags []string) ([]edit, error) {
 	switch {
 	case isNull(val) && val.Value != "":
 		// "sha256:...": ~ — the explicit null becomes the list.
-		return []edit{{t.pos(val), t.scalarEnd(val), flowList(tags)}}, nil
+		return []edit{{t.pos(val), t.scalarEnd(val), render.YAMLFlowList(tags)}}, nil
 	case isNull(val):
 		ke := t.scalarEnd(key)
 		i := ke
@@ -348,7 +332,7 @@ func (t *text) addTags(key, val *yaml.Node, tags []string) ([]edit, error) {
 		if i >= len(t.data) || t.data[i] != ':' {
 			return nil, t.errorf(key, "cannot find the colon after this digest")
 		}
-		return []edit{{i + 1, i + 1, " " + flowList(tags)}}, nil
+		return []edit{{i + 1, i + 1, " " + render.YAMLFlowList(tags)}}, nil
 	case isFlow(val):
 		items := val.Content
 		var edits []edit
@@ -481,7 +465,7 @@ func (t *text) addDigests(e *entry, ws []want1) ([]edit, error) {
 func (t *text) addImage(root *yaml.Node, image string, ws []want1) ([]edit, error) {
 	entryText := func(c int) string {
 		var b strings.Builder
-		b.WriteString(strings.Repeat(" ", c) + "- name: " + imageName(image) + t.eol)
+		b.WriteString(strings.Repeat(" ", c) + "- name: " + render.YAMLName(image) + t.eol)
 		b.WriteString(strings.Repeat(" ", c+2) + "dmap:" + t.eol)
 		for _, w := range ws {
 			b.WriteString(t.digestLine(c+4, w))

@@ -13,6 +13,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/manifest"
 )
 
@@ -557,7 +558,7 @@ func (l *layout) printImage(p *printer, img *entity, c int, first bool) {
 		case k.node.Value == "name":
 			v := `""`
 			if !isNull(k.value) {
-				v = imageName(k.value.Value)
+				v = render.YAMLName(k.value.Value)
 			}
 			p.line(indent, prefix+"name: "+v, lc)
 		case len(k.children) == 0:
@@ -595,7 +596,7 @@ func printDigest(p *printer, d *entity, indent int, first bool) {
 			tags = append(tags, n.Value)
 		}
 		slices.Sort(tags)
-		p.line(indent, key+": "+flowList(tags), d.lineComment)
+		p.line(indent, key+": "+render.YAMLFlowList(tags), d.lineComment)
 	} else {
 		// One tag per line, so that each comment stays with its tag.
 		p.line(indent, key+":", d.lineComment)

@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/names"
 )
 
@@ -275,30 +276,13 @@ func Write(w io.Writer, f Format, s *Snapshot) error {
 func WriteYAML(w io.Writer, s *Snapshot) error {
 	var b strings.Builder
 	for _, img := range s.Images {
-		fmt.Fprintf(&b, "- name: %s\n  dmap:\n", yamlName(img.Name))
+		fmt.Fprintf(&b, "- name: %s\n  dmap:\n", render.YAMLName(img.Name))
 		for _, d := range img.Digests {
-			fmt.Fprintf(&b, "    %q: [", d.Digest.String())
-			for i, t := range d.Tags {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				// Tags are [\w.-]: quoting never escapes anything.
-				fmt.Fprintf(&b, "%q", t)
-			}
-			b.WriteString("]\n")
+			fmt.Fprintf(&b, "    %q: %s\n", d.Digest.String(), render.YAMLFlowList(d.Tags))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// yamlName writes a repository name plain, as kpromo does, except "null",
-// the one valid repository name that a YAML reader would take for no value.
-func yamlName(n string) string {
-	if n == "null" {
-		return `"null"`
-	}
-	return n
 }
 
 // WriteCSV renders the snapshot as kpromo's snapshot CSV: one line per tag,
