@@ -28,6 +28,8 @@ type promoteFlags struct {
 
 	describeLimit int
 	hostLimits
+
+	shard shardFlags
 }
 
 func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
@@ -41,6 +43,7 @@ func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
 	}
 	cmd.Flags().IntVar(&f.describeLimit, "describe-limit", 200, "with -o markdown or json: read size and platforms from staging for at most this many images (0: none)")
 	cmd.Flags().StringVar(&f.since, "since", "", "pull-request mode: only the edges the change since git revision REV adds (the manifests must be in a git work tree)")
+	f.shard.register(cmd)
 }
 
 func newPlanCmd(e *env) *cobra.Command {
@@ -54,6 +57,9 @@ conflict (a tag that would move: refused), missing in source (refused).
 Invalid entries are excluded and reported; the rest is planned.
 Exit status: 0 when nothing is refused, 1 otherwise, 2 for usage errors.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.shard.resolve(cmd); err != nil {
+				return err
+			}
 			return e.promote(cmd.Context(), &f, args, false)
 		},
 	}
@@ -72,6 +78,9 @@ never deletes and never moves a tag, and prints a report.
 Exit status: 0 when every edge is promoted, 1 when any was refused or failed,
 2 for usage errors.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.shard.resolve(cmd); err != nil {
+				return err
+			}
 			return e.promote(cmd.Context(), &f, args, f.confirm)
 		},
 	}
@@ -99,6 +108,7 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 			return err
 		}
 	}
+	f.shard.apply(res, []string{"since=" + f.since})
 	client, err := access.New(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log),
 		access.WithHostLimits(access.HostLimits{Concurrency: f.hostConcurrency, Rate: f.hostRate}), access.WithMaxRetryWait(f.maxRetryWait))
 	if err != nil {
@@ -117,7 +127,7 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 				return err
 			}
 		}
-		if err := report.Plan(e.stdout, format, p); err != nil {
+		if err := e.writePlan(&f.shard, format, p); err != nil {
 			return err
 		}
 		return planExit(res, p.Failed())
@@ -130,7 +140,7 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 	rep, err := promote.Execute(ctx, client, p, promote.WithJobs(f.jobs), promote.WithLogger(log), promote.WithProgress(e.progress()))
 	if rep != nil {
 		rep.AddTraffic(client.Counter().Snapshot())
-		if werr := report.Run(e.stdout, format, rep); werr != nil {
+		if werr := e.writeRun(&f.shard, format, rep); werr != nil {
 			return werr
 		}
 	}
