@@ -213,7 +213,7 @@ func TestShardsMatchUnsharded(t *testing.T) {
 	}
 
 	// report merge accepts exactly the four reports, in any order.
-	m := promoter(t, append([]string{"report", "merge", "-o", "json"}, files[3], files[1], files[0], files[2])...)
+	m := promoter(t, "report", "merge", "-o", "json", reports)
 	wantExit(t, m, 0)
 	var merged shardReportJSON
 	decodeJSON(t, m, &merged)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -30,12 +32,13 @@ func newReportCmd(e *env) *cobra.Command {
 func newReportMergeCmd(e *env) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:   "merge FILE...",
+		Use:   "merge FILE|DIR...",
 		Short: "Combine the JSON reports of the shards of one plan or run",
 		Long: `merge reads the JSON reports (plan -o json or run -o json) of the shards of
 one promotion, checks that they are exactly its shards (one plan id and shard
 count, every shard index once, units disjoint and covering the plan) and
-prints the combined report, as one unsharded process would have.
+prints the combined report, as one unsharded process would have. A directory
+stands for every *.json file in it.
 Exit status: 0 when the combined report has nothing refused or failed, 1
 otherwise, 2 when the reports are not the shards of one promotion (missing,
 duplicated or foreign reports) or cannot be read.`,
@@ -50,8 +53,12 @@ duplicated or foreign reports) or cannot be read.`,
 			if err != nil {
 				return usageErr("%v", err)
 			}
-			inputs := make([]merge.Input, len(args))
-			for i, path := range args {
+			files, err := reportFiles(args)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			inputs := make([]merge.Input, len(files))
+			for i, path := range files {
 				data, err := readReport(path)
 				if err != nil {
 					return usageErr("%v", err)
@@ -76,6 +83,37 @@ duplicated or foreign reports) or cannot be read.`,
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or markdown")
 	return cmd
+}
+
+// reportFiles expands each directory argument into the *.json regular
+// files in it, sorted; files are kept as given.
+func reportFiles(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		fi, err := os.Lstat(a)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			out = append(out, a)
+			continue
+		}
+		entries, err := os.ReadDir(a)
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for _, e := range entries {
+			if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".json") {
+				out = append(out, filepath.Join(a, e.Name()))
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%s: no *.json report in it", a)
+		}
+	}
+	return out, nil
 }
 
 // readReport reads one report file, refusing symlinks and oversized files.

@@ -113,8 +113,12 @@ func (e *env) writeReport(f *shardFlags, format report.Format, doc any, render f
 }
 
 // writeFileAtomic writes data to path through a temporary file in the same
-// directory, so that a reader never sees half a report.
+// directory (created if missing), so that a reader never sees half a
+// report.
 func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s is not a regular file: not overwritten", path)
 	}
