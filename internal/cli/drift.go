@@ -17,7 +17,7 @@ import (
 
 type driftFlags struct {
 	in         inputFlags
-	limits     promoteFlags // only its per-host limits
+	limits     hostLimits
 	registries []string
 	output     string
 	jobs       int
@@ -83,8 +83,7 @@ func (e *env) drift(ctx context.Context, f *driftFlags, args []string) error {
 		}
 	}
 	log := e.logger()
-	client, err := access.New(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log),
-		access.WithHostLimits(access.HostLimits{Concurrency: f.limits.hostConcurrency, Rate: f.limits.hostRate}), access.WithMaxRetryWait(f.limits.maxRetryWait))
+	client, err := access.New(append(f.limits.accessOptions(), access.WithInsecureRegistries(f.insecure...), access.WithLogger(log))...)
 	if err != nil {
 		return usageErr("%v", err)
 	}

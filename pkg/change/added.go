@@ -54,8 +54,7 @@ func covers(a, b *edge.Group) bool {
 		return false
 	}
 	for i := range a.Dests {
-		x, y := a.Dests[i], b.Dests[i]
-		if x.RepositoryStr() != y.RepositoryStr() || !strings.EqualFold(x.RegistryStr(), y.RegistryStr()) {
+		if names.RepositoryKey(a.Dests[i]) != names.RepositoryKey(b.Dests[i]) {
 			return false
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/imgpromoter/promoter/pkg/edge"
+	"github.com/imgpromoter/promoter/pkg/names"
 )
 
 // Kind is a kind of drift.
@@ -53,11 +54,9 @@ type Finding struct {
 	Expected string `json:"expected,omitempty"`
 }
 
-// RepoKey is how repositories are compared: HOST/PATH with the host in
-// lower case (hosts are case-insensitive; paths are lower case already).
-func RepoKey(r name.Repository) string {
-	return strings.ToLower(r.RegistryStr()) + "/" + r.RepositoryStr()
-}
+// RepoKey is how repositories are compared: as every stage compares them
+// (names.RepositoryKey).
+func RepoKey(r name.Repository) string { return names.RepositoryKey(r) }
 
 // Expected is what the manifests say each destination repository holds.
 type Expected struct {

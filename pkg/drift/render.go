@@ -1,11 +1,12 @@
 package drift
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/imgpromoter/promoter/internal/render"
 )
 
 // Format is an output format of a drift report.
@@ -31,10 +32,7 @@ func ParseFormat(s string) (Format, error) {
 func Write(w io.Writer, f Format, r *Report) error {
 	switch f {
 	case JSON:
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		return enc.Encode(r)
+		return render.WriteJSON(w, r)
 	case Markdown:
 		return writeMarkdown(w, r)
 	}

@@ -47,13 +47,9 @@ func ReadFileIn(root, path string) ([]byte, error) {
 func readIn(root, path string) ([]byte, error) {
 	op := "open"
 	fail := func(err error) ([]byte, error) { return nil, &fs.PathError{Op: op, Path: path, Err: err} }
-	rel, err := filepath.Rel(root, path)
-	if err != nil || !filepath.IsLocal(rel) {
-		return fail(ErrOutside)
-	}
-	r, err := os.OpenRoot(root)
+	r, rel, err := openRoot(root, path)
 	if err != nil {
-		return fail(unwrapPathError(err))
+		return fail(err)
 	}
 	defer r.Close()
 	st, err := r.Lstat(rel)
@@ -86,6 +82,20 @@ func readIn(root, path string) ([]byte, error) {
 		return fail(ErrTooLarge)
 	}
 	return data, nil
+}
+
+// openRoot opens root for reaching path, which must lie inside it, and
+// returns path relative to root.
+func openRoot(root, path string) (*os.Root, string, error) {
+	rel, err := filepath.Rel(root, path)
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, "", ErrOutside
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, "", unwrapPathError(err)
+	}
+	return r, rel, nil
 }
 
 // checkMode refuses everything but a regular file.
@@ -121,13 +131,9 @@ func modeName(m fs.FileMode) string {
 // manifest can never write outside the manifest tree.
 func WriteFile(root, path string, data []byte) error {
 	fail := func(err error) error { return &fs.PathError{Op: "write", Path: path, Err: err} }
-	rel, err := filepath.Rel(root, path)
-	if err != nil || !filepath.IsLocal(rel) {
-		return fail(ErrOutside)
-	}
-	r, err := os.OpenRoot(root)
+	r, rel, err := openRoot(root, path)
 	if err != nil {
-		return fail(unwrapPathError(err))
+		return fail(err)
 	}
 	defer r.Close()
 	mode := fs.FileMode(0o644)

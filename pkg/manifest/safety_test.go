@@ -236,3 +236,38 @@ func TestAliasExpansionRefusedEarly(t *testing.T) {
 		t.Errorf("%d tags read from a %d-byte file before the refusal, want at most %d", tags, len(text), limit)
 	}
 }
+
+// TestReadWriteOutsideRoot checks that ReadFileIn and WriteFile refuse a
+// path that leaves the root, by name or through a linked folder.
+func TestReadWriteOutsideRoot(t *testing.T) {
+	top := writeTree(t, map[string]string{"tree/images/a/images.yaml": thinImages, "outside/images.yaml": thinImages})
+	root := filepath.Join(top, "tree")
+	escape := filepath.Join(root, "..", "outside", "images.yaml")
+	if _, err := ReadFileIn(root, escape); !errors.Is(err, ErrOutside) {
+		t.Errorf("ReadFileIn(%s) = %v, want ErrOutside", escape, err)
+	}
+	if err := WriteFile(root, escape, []byte("x")); !errors.Is(err, ErrOutside) {
+		t.Errorf("WriteFile(%s) = %v, want ErrOutside", escape, err)
+	}
+	if err := os.Symlink(filepath.Join(top, "outside"), filepath.Join(root, "images", "b")); err != nil {
+		t.Skip("no symbolic links here:", err)
+	}
+	through := filepath.Join(root, "images", "b", "images.yaml")
+	if _, err := ReadFileIn(root, through); err == nil {
+		t.Error("ReadFileIn read through a link out of the root")
+	}
+	if err := WriteFile(root, through, []byte("x")); err == nil {
+		t.Error("WriteFile wrote through a link out of the root")
+	}
+	if data, _ := os.ReadFile(filepath.Join(top, "outside", "images.yaml")); string(data) != thinImages {
+		t.Errorf("the file outside was changed: %q", data)
+	}
+	// Inside the root, a write replaces the file and keeps it regular.
+	in := filepath.Join(root, "images", "a", "images.yaml")
+	if err := WriteFile(root, in, []byte("[]\n")); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := ReadFileIn(root, in); err != nil || string(data) != "[]\n" {
+		t.Errorf("after WriteFile: %q, %v", data, err)
+	}
+}

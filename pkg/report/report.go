@@ -5,7 +5,6 @@
 package report
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
@@ -47,12 +47,7 @@ func ParseFormat(s string, allowed ...Format) (Format, error) {
 // JSON style of every command.
 func WriteJSON(w io.Writer, v any) error { return writeJSON(w, v) }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
-}
+func writeJSON(w io.Writer, v any) error { return render.WriteJSON(w, v) }
 
 // Validation writes a validation result.
 func Validation(w io.Writer, f Format, r *validate.Result) error {
@@ -286,12 +281,7 @@ func status(c plan.Counts) string {
 	return strings.Join(parts, ", ")
 }
 
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}
+func plural(n int, word string) string { return render.Plural(n, word) }
 
 func mdEscape(s string) string {
 	return strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;").Replace(s)
