@@ -355,3 +355,69 @@ func TestShardUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestShardedDrift checks production in four drift shards
+// (JOB_COMPLETION_INDEX=0..3) and shows that their merged report has
+// exactly the findings of one unsharded drift: a moved tag, an unexpected
+// tag, an unexpected repository and a missing tag, each in another unit.
+func TestShardedDrift(t *testing.T) {
+	e2e(t)
+	regs := startRegistries(t)
+	ps := shardSet(t, regs.src())
+	dir, _ := thinDir(t, "sample", regs.spec(), entries(ps...))
+	r := promoter(t, "run", "--confirm", dir)
+	wantExit(t, r, 0)
+
+	// Drift, in several units and outside any unit.
+	testenv.PushImageWith(t, regs.destA()+"/web:2", testenv.ImageSpec{Seed: 901, Layers: 1, LayerSize: 512}) // moved
+	testenv.PushImageWith(t, regs.destA()+"/db:15", testenv.ImageSpec{Seed: 902, Layers: 1, LayerSize: 512}) // unexpected tag
+	testenv.PushImageWith(t, regs.destB()+"/rogue:1", testenv.ImageSpec{Seed: 903, Layers: 1, LayerSize: 512}) // unexpected repository
+	// A tag the manifests now list that was never promoted: missing.
+	more := append([]promo{}, ps...)
+	more[4].tags = append([]string{"0.1.1"}, more[4].tags...)
+	dir, _ = thinDir(t, "sample", regs.spec(), entries(more...))
+
+	whole := promoter(t, "drift", "-o", "json", dir)
+	wantExit(t, whole, 1)
+	var want struct {
+		Findings []map[string]string `json:"findings"`
+	}
+	decodeJSON(t, whole, &want)
+	if len(want.Findings) < 4 {
+		t.Fatalf("unsharded drift found %d findings, want at least the 4 made\n%s", len(want.Findings), whole)
+	}
+
+	reports := t.TempDir()
+	var wg sync.WaitGroup
+	codes := make([]int, shardCount)
+	outs := make([]string, shardCount)
+	for i := range shardCount {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), runTimeout)
+			defer cancel()
+			cmd := promoterCmd(ctx, t, "drift", "-o", "json", "--report-file", filepath.Join(reports, fmt.Sprintf("drift-%d.json", i)), dir)
+			cmd.Env = append(cmd.Env, fmt.Sprintf("JOB_COMPLETION_INDEX=%d", i), fmt.Sprintf("PROMOTER_SHARD_COUNT=%d", shardCount))
+			out, _ := cmd.CombinedOutput()
+			codes[i], outs[i] = cmd.ProcessState.ExitCode(), string(out)
+		})
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 0 && c != 1 {
+			t.Fatalf("drift shard %d: exit %d\n%s", i, c, outs[i])
+		}
+	}
+	m := promoter(t, "report", "merge", "-o", "json", reports)
+	wantExit(t, m, 1)
+	var got struct {
+		Findings []map[string]string `json:"findings"`
+		Shard    *shardInfoJSON      `json:"shard"`
+	}
+	decodeJSON(t, m, &got)
+	if diff := cmp.Diff(want.Findings, got.Findings); diff != "" {
+		t.Errorf("merged sharded drift differs from the unsharded drift (-unsharded +sharded):\n%s", diff)
+	}
+	if got.Shard == nil || !got.Shard.Merged || got.Shard.Count != shardCount {
+		t.Errorf("merged shard section %+v", got.Shard)
+	}
+}

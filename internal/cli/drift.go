@@ -22,6 +22,7 @@ type driftFlags struct {
 	output     string
 	jobs       int
 	insecure   []string
+	shard      shardFlags
 }
 
 func newDriftCmd(e *env) *cobra.Command {
@@ -42,6 +43,9 @@ unreadable manifests, or a registry that could not be read).`,
 		Example: `  promoter drift path/to/manifests
   promoter drift --registry prod.example/team -o markdown path/to/manifests`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.shard.resolve(cmd); err != nil {
+				return err
+			}
 			return e.drift(cmd.Context(), &f, args)
 		},
 	}
@@ -51,6 +55,7 @@ unreadable manifests, or a registry that could not be read).`,
 	cmd.Flags().IntVarP(&f.jobs, "jobs", "j", 8, "registry requests in flight")
 	cmd.Flags().StringArrayVar(&f.insecure, "insecure-registry", nil, "registry host to reach over plain HTTP (loopback hosts always are)")
 	f.limits.registerLimits(cmd)
+	f.shard.register(cmd)
 	return cmd
 }
 
@@ -87,11 +92,19 @@ func (e *env) drift(ctx context.Context, f *driftFlags, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	rep, err := drift.Check(ctx, client, drift.NewExpected(res.Groups), prefixes, drift.WithJobs(f.jobs), drift.WithLogger(log))
+	opts := []drift.Option{drift.WithJobs(f.jobs), drift.WithLogger(log)}
+	if f.shard.spec.Sharded() {
+		// This shard checks its units' repositories; shard 0 also looks
+		// for repositories no manifest lists.
+		all := drift.NewExpected(res.Groups)
+		f.shard.apply(res, append([]string{"command=drift"}, f.registries...))
+		opts = append(opts, drift.WithShard(all, f.shard.spec.Index == 0))
+	}
+	rep, err := drift.Check(ctx, client, drift.NewExpected(res.Groups), prefixes, opts...)
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
-	if err := drift.Write(e.stdout, format, rep); err != nil {
+	if err := e.writeDrift(&f.shard, format, rep); err != nil {
 		return err
 	}
 	if len(rep.Findings) > 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgpromoter/promoter/pkg/drift"
 	"github.com/imgpromoter/promoter/pkg/report"
 	"github.com/imgpromoter/promoter/pkg/shard"
 	"github.com/imgpromoter/promoter/pkg/shard/merge"
@@ -34,7 +35,7 @@ func newReportMergeCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "merge FILE|DIR...",
 		Short: "Combine the JSON reports of the shards of one plan or run",
-		Long: `merge reads the JSON reports (plan -o json or run -o json) of the shards of
+		Long: `merge reads the JSON reports (plan, run or drift -o json) of the shards of
 one promotion, checks that they are exactly its shards (one plan id and shard
 count, every shard index once, units disjoint and covering the plan) and
 prints the combined report, as one unsharded process would have. A directory
@@ -142,6 +143,9 @@ func writeMerged(w io.Writer, f report.Format, res *merge.Result) error {
 	}
 	if _, err := io.WriteString(w, head); err != nil {
 		return err
+	}
+	if res.Drift != nil {
+		return drift.Write(w, drift.Format(f), res.Drift)
 	}
 	if res.Run != nil {
 		return report.Run(w, f, res.Run)

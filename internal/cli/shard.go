@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgpromoter/promoter/pkg/drift"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
 	"github.com/imgpromoter/promoter/pkg/report"
@@ -91,6 +92,19 @@ func (e *env) writeRun(f *shardFlags, format report.Format, r *promote.Report) e
 		}{r, f.info}
 	}
 	return e.writeReport(f, format, doc, func(w io.Writer) error { return report.Run(w, format, r) })
+}
+
+// writeDrift renders a drift report with this shard's section, and writes
+// the JSON report file if asked.
+func (e *env) writeDrift(f *shardFlags, format drift.Format, r *drift.Report) error {
+	var doc any = r
+	if f.info != nil {
+		doc = struct {
+			*drift.Report
+			Shard *shard.Info `json:"shard"`
+		}{r, f.info}
+	}
+	return e.writeReport(f, report.Format(format), doc, func(w io.Writer) error { return drift.Write(w, format, r) })
 }
 
 func (e *env) writeReport(f *shardFlags, format report.Format, doc any, render func(io.Writer) error) error {

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/snapshot"
 )
 
@@ -48,6 +49,14 @@ type Option func(*config)
 type config struct {
 	jobs   int
 	logger *slog.Logger
+	// shard is set when this check is one shard of several (WithShard).
+	shard *shardCheck
+}
+
+// shardCheck is one shard's part of a sharded check.
+type shardCheck struct {
+	all     *Expected // what every shard together expects
+	catalog bool      // this shard looks for unexpected repositories
 }
 
 func defaults() config { return config{jobs: 8, logger: slog.New(slog.DiscardHandler)} }
@@ -57,6 +66,16 @@ func WithJobs(n int) Option { return func(c *config) { c.jobs = max(1, n) } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithShard makes the check one shard of several (see package shard): the
+// Expected given to Check is this shard's part, all is the whole. The
+// shard reads only the repositories of its part (named, without the
+// catalog); the one shard with catalog set also lists each registry's
+// catalog and reports the repositories the whole does not list. Together
+// the shards find what one unsharded check finds.
+func WithShard(all *Expected, catalog bool) Option {
+	return func(c *config) { c.shard = &shardCheck{all: all, catalog: catalog} }
+}
 
 // Check compares each prefix of a registry with the expected state. Any
 // registry error stops it: a partial answer would read as drift (or as none).
@@ -97,6 +116,9 @@ func checkPrefix(ctx context.Context, r Registry, exp *Expected, p snapshot.Pref
 	}
 	var notes []string
 	snapOpts := []snapshot.Option{snapshot.WithJobs(c.jobs), snapshot.WithLogger(c.logger)}
+	if c.shard != nil {
+		return checkShardPrefix(ctx, r, want, p, c, snapOpts)
+	}
 	snap, err := snapshot.Take(ctx, r, p, snapOpts...)
 	if errors.Is(err, snapshot.ErrNoCatalog) {
 		notes = append(notes, fmt.Sprintf("%s does not list its repositories: only the %d repositories the manifests name were checked (unexpected repositories cannot be seen)", p, len(want)))
@@ -119,6 +141,67 @@ func checkPrefix(ctx context.Context, r Registry, exp *Expected, p snapshot.Pref
 			continue
 		}
 		out = append(out, unexpectedTags(w, img, RepoKey(w.Ref))...)
+	}
+	missing, err := missingContent(ctx, r, want, held, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(out, missing...), notes, nil
+}
+
+// checkShardPrefix is checkPrefix for one shard: its own repositories by
+// name, and, for the catalog shard, the repositories no shard expects.
+func checkShardPrefix(ctx context.Context, r Registry, want map[string]*Repo, p snapshot.Prefix, c config, snapOpts []snapshot.Option) ([]Finding, []string, error) {
+	var out, notes = []Finding{}, []string{}
+	if c.shard.catalog {
+		names, err := r.Catalog(ctx, p.Registry, 0)
+		switch {
+		case access.CatalogUnavailable(err):
+			notes = append(notes, fmt.Sprintf("%s does not list its repositories: unexpected repositories cannot be seen", p))
+		case err != nil:
+			return nil, nil, fmt.Errorf("reading %s: %w", p, err)
+		}
+		all := map[string]bool{}
+		for _, k := range c.shard.all.Repos() {
+			if rel, ok := p.RelRepo(c.shard.all.Repo(k).Ref); ok {
+				all[rel] = true
+			}
+		}
+		seen := map[string]bool{}
+		var extra []string
+		for _, n := range names {
+			rel, ok := p.Rel(n)
+			if !ok || rel == "" || all[rel] || seen[rel] {
+				continue
+			}
+			seen[rel] = true
+			extra = append(extra, rel)
+		}
+		if len(extra) > 0 {
+			// As in an unsharded check, a repository counts when it has
+			// tags (the snapshot leaves out the others).
+			snap, err := snapshot.Take(ctx, r, p, append(snapOpts, snapshot.WithRepos(extra...), snapshot.WithMinimal(true))...)
+			if err != nil {
+				return nil, nil, fmt.Errorf("reading %s: %w", p, err)
+			}
+			for _, img := range snap.Images {
+				out = append(out, Finding{Kind: UnexpectedRepository, Repository: p.String() + "/" + img.Name})
+			}
+		}
+	}
+	if len(want) == 0 {
+		return out, notes, nil
+	}
+	snap, err := snapshot.Take(ctx, r, p, append(snapOpts, snapshot.WithRepos(slices.Sorted(maps.Keys(want))...))...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	held := map[string]snapshot.Image{}
+	for _, img := range snap.Images {
+		held[img.Name] = img
+		if w, ok := want[img.Name]; ok {
+			out = append(out, unexpectedTags(w, img, RepoKey(w.Ref))...)
+		}
 	}
 	missing, err := missingContent(ctx, r, want, held, c)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/diag"
+	"github.com/imgpromoter/promoter/pkg/drift"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
 	"github.com/imgpromoter/promoter/pkg/shard"
@@ -24,8 +25,9 @@ type Kind string
 
 // Kinds of reports.
 const (
-	KindPlan Kind = "plan" // promoter plan -o json
-	KindRun  Kind = "run"  // promoter run --confirm -o json
+	KindPlan  Kind = "plan"  // promoter plan -o json
+	KindRun   Kind = "run"   // promoter run --confirm -o json
+	KindDrift Kind = "drift" // promoter drift -o json
 )
 
 // Input is one shard's report as read from a file.
@@ -36,18 +38,22 @@ type Input struct {
 	Data []byte
 }
 
-// Result is the combined report: Plan for plan reports, Run for run reports.
+// Result is the combined report: Plan, Run or Drift, after Kind.
 type Result struct {
 	Kind  Kind
 	Plan  *plan.Plan
 	Run   *promote.Report
+	Drift *drift.Report
 	Shard shard.Info
 }
 
 // Failed reports whether the combined report fails (exit status 1).
 func (r *Result) Failed() bool {
-	if r.Run != nil {
+	switch {
+	case r.Run != nil:
 		return r.Run.Failed()
+	case r.Drift != nil:
+		return len(r.Drift.Findings) > 0
 	}
 	return r.Plan.Failed()
 }
@@ -55,6 +61,12 @@ func (r *Result) Failed() bool {
 // JSON is the combined report's JSON form: the report with its "shard"
 // section (Merged set, every unit listed).
 func (r *Result) JSON() any {
+	if r.Drift != nil {
+		return struct {
+			*drift.Report
+			Shard *shard.Info `json:"shard"`
+		}{r.Drift, &r.Shard}
+	}
 	if r.Run != nil {
 		return struct {
 			*promote.Report
@@ -73,6 +85,7 @@ type envelope struct {
 	SchemaVersion *int            `json:"schemaVersion"`
 	Totals        json.RawMessage `json:"totals"`
 	Counts        json.RawMessage `json:"counts"`
+	Findings      json.RawMessage `json:"findings"`
 	Shard         *shard.Info     `json:"shard"`
 }
 
@@ -96,12 +109,14 @@ func Merge(inputs []Input) (*Result, error) {
 			probs = append(probs, fmt.Sprintf("%s: not a promoter report (no schemaVersion)", in.Name))
 		case *env.SchemaVersion != plan.SchemaVersion:
 			probs = append(probs, fmt.Sprintf("%s: schema version %d, want %d", in.Name, *env.SchemaVersion, plan.SchemaVersion))
+		case env.Findings != nil:
+			kinds[i] = KindDrift
 		case env.Totals != nil:
 			kinds[i] = KindRun
 		case env.Counts != nil:
 			kinds[i] = KindPlan
 		default:
-			probs = append(probs, fmt.Sprintf("%s: neither a plan nor a run report", in.Name))
+			probs = append(probs, fmt.Sprintf("%s: not a plan, run or drift report", in.Name))
 		}
 		if env.Shard != nil && env.Shard.Merged {
 			probs = append(probs, fmt.Sprintf("%s: already a merged report", in.Name))
@@ -124,9 +139,12 @@ func Merge(inputs []Input) (*Result, error) {
 	}
 	res := &Result{Kind: kinds[0], Shard: mergedInfo(infos)}
 	var err error
-	if res.Kind == KindRun {
+	switch res.Kind {
+	case KindRun:
 		res.Run, err = mergeRuns(inputs)
-	} else {
+	case KindDrift:
+		res.Drift, err = mergeDrifts(inputs)
+	default:
 		res.Plan, err = mergePlans(inputs)
 	}
 	if err != nil {
@@ -261,6 +279,34 @@ func mergeRuns(inputs []Input) (*promote.Report, error) {
 		return cmp.Or(cmp.Compare(a.Destination, b.Destination), cmp.Compare(a.Tag, b.Tag), cmp.Compare(a.Digest, b.Digest))
 	})
 	out.Problems = unionProblems(problems)
+	return out, nil
+}
+
+// mergeDrifts concatenates the shards' findings (each shard checked its own
+// repositories; the first also the registries' catalogs) and their notes.
+func mergeDrifts(inputs []Input) (*drift.Report, error) {
+	out := &drift.Report{SchemaVersion: plan.SchemaVersion, Findings: []drift.Finding{}, Notes: []string{}}
+	prefixes, notes := map[string]bool{}, map[string]bool{}
+	for _, in := range inputs {
+		r, err := decode[drift.Report](in)
+		if err != nil {
+			return nil, err
+		}
+		out.Findings = append(out.Findings, r.Findings...)
+		for _, p := range r.Prefixes {
+			if !prefixes[p] {
+				prefixes[p] = true
+				out.Prefixes = append(out.Prefixes, p)
+			}
+		}
+		for _, n := range r.Notes {
+			if !notes[n] {
+				notes[n] = true
+				out.Notes = append(out.Notes, n)
+			}
+		}
+	}
+	drift.SortFindings(out.Findings)
 	return out, nil
 }
 
