@@ -369,8 +369,8 @@ func TestShardedDrift(t *testing.T) {
 	wantExit(t, r, 0)
 
 	// Drift, in several units and outside any unit.
-	testenv.PushImageWith(t, regs.destA()+"/web:2", testenv.ImageSpec{Seed: 901, Layers: 1, LayerSize: 512}) // moved
-	testenv.PushImageWith(t, regs.destA()+"/db:15", testenv.ImageSpec{Seed: 902, Layers: 1, LayerSize: 512}) // unexpected tag
+	testenv.PushImageWith(t, regs.destA()+"/web:2", testenv.ImageSpec{Seed: 901, Layers: 1, LayerSize: 512})   // moved
+	testenv.PushImageWith(t, regs.destA()+"/db:15", testenv.ImageSpec{Seed: 902, Layers: 1, LayerSize: 512})   // unexpected tag
 	testenv.PushImageWith(t, regs.destB()+"/rogue:1", testenv.ImageSpec{Seed: 903, Layers: 1, LayerSize: 512}) // unexpected repository
 	// A tag the manifests now list that was never promoted: missing.
 	more := append([]promo{}, ps...)
