@@ -23,6 +23,7 @@ type driftFlags struct {
 	jobs       int
 	insecure   []string
 	shard      shardFlags
+	obs        observeFlags
 }
 
 func newDriftCmd(e *env) *cobra.Command {
@@ -56,6 +57,7 @@ unreadable manifests, or a registry that could not be read).`,
 	cmd.Flags().StringArrayVar(&f.insecure, "insecure-registry", nil, "registry host to reach over plain HTTP (loopback hosts always are)")
 	f.limits.registerLimits(cmd)
 	f.shard.register(cmd)
+	f.obs.register(cmd)
 	return cmd
 }
 
@@ -87,6 +89,10 @@ func (e *env) drift(ctx context.Context, f *driftFlags, args []string) error {
 			return usageErr("the manifests name no destination registry")
 		}
 	}
+	obs, err := e.observe(&f.obs, "drift", shardLabel(f.shard.spec), "registry prefixes")
+	if err != nil {
+		return err
+	}
 	log := e.logger()
 	client, err := access.New(append(f.limits.accessOptions(), access.WithInsecureRegistries(f.insecure...), access.WithLogger(log))...)
 	if err != nil {
@@ -100,10 +106,18 @@ func (e *env) drift(ctx context.Context, f *driftFlags, args []string) error {
 		f.shard.apply(res, append([]string{"command=drift"}, f.registries...))
 		opts = append(opts, drift.WithShard(all, f.shard.spec.Index == 0))
 	}
+	obs.progress.SetTotal(len(prefixes))
+	obs.progress.Start()
+	opts = append(opts, drift.WithPrefixDone(func() { obs.progress.EdgeDone(false) }))
 	rep, err := drift.Check(ctx, client, drift.NewExpected(res.Groups), prefixes, opts...)
 	if err != nil {
+		obs.finish(ctx, e, false)
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
+	for k, n := range rep.Counts() {
+		obs.metrics.Findings(string(k), n)
+	}
+	obs.finish(ctx, e, true)
 	if err := e.writeDrift(&f.shard, format, rep); err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package cli_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,4 +87,57 @@ func TestDriftAgainstDistribution(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestDriftMetricsAndProgress: drift pushes its metrics to a real
+// Pushgateway and writes the textfile; progress goes to standard error
+// only, so the JSON on standard output stays whole.
+func TestDriftMetricsAndProgress(t *testing.T) {
+	staging := testenv.InProcessRegistry(t)
+	prod := testenv.InProcessRegistry(t)
+	gw := testenv.StartPushgateway(t)
+	a := imageDigest(t, 1)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "promoter-manifest.yaml")
+	yaml := fmt.Sprintf("registries:\n- name: %s\n  src: true\n- name: %s\nimages:\n- name: app\n  dmap:\n    %q: [\"1.0\"]\n", staging, prod, a)
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testenv.PushImage(t, prod+"/app:1.0", 1)
+	testenv.PushImage(t, prod+"/app:extra", 2)
+	textfile := filepath.Join(dir, "drift.prom")
+	code, out, errb := run(t, "drift", "-o", "json", "--progress", "always", "--metrics-push", gw, "--metrics-job", "drift-prod", "--metrics-textfile", textfile, path)
+	if code != cli.ExitProblems {
+		t.Fatalf("exit %d\n%s", code, errb)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("standard output is not one JSON document: %v\n%q", err, out)
+	}
+	if !strings.Contains(errb, "\r\x1b[Kdrift: 1/1 registry prefixes (100%)") {
+		t.Errorf("no progress on standard error:\n%q", errb)
+	}
+	resp, err := http.Get(gw + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`promoter_drift_findings{command="drift",instance="",job="drift-prod",kind="unexpected-tag"} 1`,
+		`promoter_run_success{command="drift",instance="",job="drift-prod"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("pushgateway lacks %s", want)
+		}
+	}
+	tf, err := os.ReadFile(textfile)
+	if err != nil || !strings.Contains(string(tf), `promoter_drift_findings{command="drift",kind="unexpected-tag"} 1`) {
+		t.Errorf("textfile: %v\n%s", err, tf)
+	}
+	// --quiet: nothing but the result.
+	_, _, errb = run(t, "drift", "--quiet", path)
+	if errb != "" {
+		t.Errorf("--quiet printed %q", errb)
+	}
 }

@@ -43,6 +43,14 @@ type Registry interface {
 	snapshot.Registry
 }
 
+// ManifestLister is the optional capability of listing every manifest of a
+// repository, untagged ones included, found by type assertion on the
+// Registry. Google's registries list them with the tags; ok is false when the
+// registry's answer did not (the OCI API has no such listing).
+type ManifestLister interface {
+	ListManifests(ctx context.Context, repo name.Repository) (digests []v1.Hash, ok bool, err error)
+}
+
 // Option configures Check.
 type Option func(*config)
 
@@ -51,6 +59,7 @@ type config struct {
 	logger *slog.Logger
 	// shard is set when this check is one shard of several (WithShard).
 	shard *shardCheck
+	done  func()
 }
 
 // shardCheck is one shard's part of a sharded check.
@@ -59,7 +68,12 @@ type shardCheck struct {
 	catalog bool      // this shard looks for unexpected repositories
 }
 
-func defaults() config { return config{jobs: 8, logger: slog.New(slog.DiscardHandler)} }
+func defaults() config {
+	return config{jobs: 8, logger: slog.New(slog.DiscardHandler), done: func() {}}
+}
+
+// WithPrefixDone is called after each prefix is checked (for progress).
+func WithPrefixDone(f func()) Option { return func(c *config) { c.done = f } }
 
 // WithJobs bounds the registry requests in flight (default 8).
 func WithJobs(n int) Option { return func(c *config) { c.jobs = max(1, n) } }
@@ -93,6 +107,7 @@ func Check(ctx context.Context, r Registry, exp *Expected, prefixes []snapshot.P
 		}
 		rep.Findings = append(rep.Findings, fs...)
 		rep.Notes = append(rep.Notes, notes...)
+		c.done()
 	}
 	SortFindings(rep.Findings)
 	return rep, nil
@@ -146,7 +161,51 @@ func checkPrefix(ctx context.Context, r Registry, exp *Expected, p snapshot.Pref
 	if err != nil {
 		return nil, nil, err
 	}
-	return append(out, missing...), notes, nil
+	out = append(out, missing...)
+	if ml, ok := r.(ManifestLister); ok {
+		untagged, err := unexpectedDigests(ctx, r, ml, want, held, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, untagged...)
+	}
+	return out, notes, nil
+}
+
+// unexpectedDigests lists the manifests of each expected repository, where
+// the registry can, and reports those that are neither listed, nor reached
+// by the tags (an unexpected tag is reported already), nor children or
+// referrers of expected digests.
+func unexpectedDigests(ctx context.Context, r Registry, ml ManifestLister, want map[string]*Repo, held map[string]snapshot.Image, c config) ([]Finding, error) {
+	rel := NewRelations(r)
+	var out []Finding
+	for _, relName := range slices.Sorted(maps.Keys(want)) {
+		w := want[relName]
+		all, ok, err := ml.ListManifests(ctx, w.Ref)
+		if err != nil {
+			return nil, fmt.Errorf("listing the manifests of %s: %w", w.Ref, err)
+		}
+		if !ok {
+			continue
+		}
+		seen := map[v1.Hash]bool{}
+		for _, d := range held[relName].Digests {
+			seen[d.Digest] = true
+		}
+		for _, d := range all {
+			if seen[d] {
+				continue
+			}
+			exp, err := rel.Expected(ctx, w, d)
+			if err != nil {
+				return nil, err
+			}
+			if !exp {
+				out = append(out, Finding{Kind: UnexpectedDigest, Repository: RepoKey(w.Ref), Digest: d.String()})
+			}
+		}
+	}
+	return out, nil
 }
 
 // checkShardPrefix is checkPrefix for one shard: its own repositories by

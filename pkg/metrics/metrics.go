@@ -34,6 +34,7 @@ type Run struct {
 	runTime  prometheus.Gauge
 	success  prometheus.Gauge
 	ok       prometheus.Gauge
+	findings *prometheus.GaugeVec
 }
 
 // NewRun returns the metrics of a run of command (a constant label of every
@@ -60,6 +61,8 @@ func NewRun(command string) *Run {
 			Help: "When the run ended, if it succeeded (absent for a failed run: alert on its age)."}),
 		ok: prometheus.NewGauge(prometheus.GaugeOpts{Name: "promoter_run_success", ConstLabels: c,
 			Help: "1 when the run succeeded, 0 when it did not."}),
+		findings: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "promoter_drift_findings", ConstLabels: c,
+			Help: "Drift findings of the run, by kind."}, []string{"kind"}),
 	}
 	r.reg.MustRegister(r.edges, r.bytes, r.requests, r.duration, r.retries, r.limited, r.runTime, r.ok)
 	return r
@@ -85,6 +88,13 @@ func (r *Run) Request(registry, method string, code int, d time.Duration) {
 	if code == http.StatusTooManyRequests {
 		r.limited.WithLabelValues(registry).Inc()
 	}
+}
+
+// Findings sets the number of drift findings of a kind (registered on first
+// use: only drift reports findings).
+func (r *Run) Findings(kind string, n int) {
+	_ = r.reg.Register(r.findings) // AlreadyRegistered after the first kind
+	r.findings.WithLabelValues(kind).Set(float64(n))
 }
 
 // Retry counts one retry of a request to a registry host.

@@ -3,71 +3,16 @@ package metrics_test
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/metrics"
 )
-
-// PushgatewayBinEnv names the Pushgateway binary to use instead of looking
-// on PATH for prometheus-pushgateway (Debian's package) or pushgateway.
-const PushgatewayBinEnv = "PROMOTER_PUSHGATEWAY_BIN"
-
-func pushgatewayBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv(PushgatewayBinEnv); p != "" {
-		return p
-	}
-	for _, n := range []string{"prometheus-pushgateway", "pushgateway"} {
-		if p, err := exec.LookPath(n); err == nil {
-			return p
-		}
-	}
-	msg := "no Pushgateway binary: install it (apt-get install -y prometheus-pushgateway) or set " + PushgatewayBinEnv
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// startPushgateway runs a real Pushgateway on a free 127.0.0.1 port.
-func startPushgateway(t *testing.T) string {
-	t.Helper()
-	bin := pushgatewayBinary(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	var out strings.Builder
-	cmd := exec.Command(bin, "--web.listen-address="+addr)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return "http://" + addr
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("pushgateway did not become ready on %s:\n%s", addr, out.String())
-	return ""
-}
 
 func scrape(t *testing.T, url string) string {
 	t.Helper()
@@ -102,7 +47,7 @@ func sampleRun(edges int, ok bool) *metrics.Run {
 // Pushgateway: both groups are there afterwards, each with its own figures,
 // and a failed later run of one shard keeps that shard's last success.
 func TestPushgatewayShardsCoexist(t *testing.T) {
-	gw := startPushgateway(t)
+	gw := testenv.StartPushgateway(t)
 	ctx := t.Context()
 	if err := sampleRun(3, true).Push(ctx, gw, "promoter-run", "0"); err != nil {
 		t.Fatal(err)

@@ -45,8 +45,12 @@ func IsTerminal(w io.Writer) bool {
 type options struct {
 	redraw  time.Duration
 	summary time.Duration
+	unit    string
 	now     func() time.Time
 }
+
+// WithUnit names what is counted (default "edges").
+func WithUnit(u string) Option { return func(o *options) { o.unit = u } }
 
 // Option configures a Reporter.
 type Option func(*options)
@@ -80,7 +84,7 @@ type Reporter struct {
 // New returns a reporter writing to w (standard error) in a mode; label
 // names the work ("run", "drift").
 func New(w io.Writer, mode Mode, label string, opts ...Option) *Reporter {
-	o := options{redraw: 250 * time.Millisecond, summary: 30 * time.Second, now: time.Now}
+	o := options{redraw: 250 * time.Millisecond, summary: 30 * time.Second, unit: "edges", now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -102,7 +106,8 @@ func (r *Reporter) Start() {
 // SetTotal sets the number of edges of the work.
 func (r *Reporter) SetTotal(edges int) { r.edgesTotal.Store(int64(edges)) }
 
-// EdgeDone counts one finished edge (failed or not).
+// EdgeDone counts one finished edge, or whatever unit is counted (failed
+// or not).
 func (r *Reporter) EdgeDone(failed bool) {
 	r.edgesDone.Add(1)
 	if failed {
@@ -155,16 +160,18 @@ func (r *Reporter) Line() string {
 	done, total, failed, b := r.edgesDone.Load(), r.edgesTotal.Load(), r.failed.Load(), r.bytes.Load()
 	el := r.o.now().Sub(r.start)
 	var s strings.Builder
-	fmt.Fprintf(&s, "%s: %d/%d edges", r.label, done, total)
+	fmt.Fprintf(&s, "%s: %d/%d %s", r.label, done, total, r.o.unit)
 	if total > 0 {
 		fmt.Fprintf(&s, " (%d%%)", done*100/total)
 	}
 	if failed > 0 {
 		fmt.Fprintf(&s, ", %d failed", failed)
 	}
-	fmt.Fprintf(&s, ", %s", Bytes(b))
-	if secs := el.Seconds(); secs >= 1 && b > 0 {
-		fmt.Fprintf(&s, " at %s/s", Bytes(int64(float64(b)/secs)))
+	if b > 0 {
+		fmt.Fprintf(&s, ", %s", Bytes(b))
+		if secs := el.Seconds(); secs >= 1 {
+			fmt.Fprintf(&s, " at %s/s", Bytes(int64(float64(b)/secs)))
+		}
 	}
 	fmt.Fprintf(&s, ", %s elapsed", el.Round(time.Second))
 	if done > 0 && total > done {
@@ -190,10 +197,11 @@ func (r *Reporter) draw(final bool) {
 		r.lastLine = line
 		return
 	}
-	if !final && r.edgesDone.Load() == 0 && r.bytes.Load() == 0 {
-		return
+	if !final && line == r.lastLine {
+		return // no news since the last summary line
 	}
 	fmt.Fprintln(r.w, line)
+	r.lastLine = line
 }
 
 // Bytes writes a byte count with a binary unit.
