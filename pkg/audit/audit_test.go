@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -332,5 +333,62 @@ func TestServerRoutes(t *testing.T) {
 	st.Close()
 	if c := post(audit.RouteDistribution, "route-token-0123456789", `{"events":[{"id":"z","action":"push","target":{"repository":"proj/app","tag":"x"}}]}`); c != http.StatusServiceUnavailable {
 		t.Errorf("store closed: %d, want 503", c)
+	}
+}
+
+// TestReconcile: the periodic drift check opens what it sees and resolves
+// the open findings it no longer sees.
+func TestReconcile(t *testing.T) {
+	prod := testenv.InProcessRegistry(t)
+	one := testenv.PushImage(t, prod+"/app:1.0", 1)
+	extra := testenv.PushImage(t, prod+"/app:extra", 2)
+	st, err := audit.OpenStore(t.Context(), filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	client, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix, _ := snapshot.ParsePrefix(prod)
+	expect := func(tags map[string]string) *drift.Expected {
+		var yaml strings.Builder
+		fmt.Fprintf(&yaml, "registries:\n- name: staging.example\n  src: true\n- name: %s\nimages:\n- name: app\n  dmap:\n", prod)
+		for d, tag := range tags {
+			fmt.Fprintf(&yaml, "    %q: [%q]\n", d, tag)
+		}
+		path := filepath.Join(t.TempDir(), "m.yaml")
+		if err := os.WriteFile(path, []byte(yaml.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return loadExpected(t, path)
+	}
+	var srv *audit.Server
+	srv, err = audit.New(st, client, []snapshot.Prefix{prefix}, expect(map[string]string{one.String(): "1.0"}),
+		audit.WithUnauthenticatedRoutesUnsafe(),
+		audit.WithReconcile(time.Hour, func(ctx context.Context) (*drift.Report, error) {
+			return drift.Check(ctx, client, srv.Expected(), []snapshot.Prefix{prefix})
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	open, _ := st.Findings(t.Context(), true)
+	if len(open) != 1 || open[0].Kind != drift.UnexpectedTag || open[0].Tag != "extra" || open[0].Origin != "reconcile" {
+		t.Fatalf("after the first reconcile: %+v", open)
+	}
+	// The tag is reviewed after the fact: the next reconcile resolves it.
+	srv.SetExpected(expect(map[string]string{one.String(): "1.0", extra.String(): "extra"}))
+	if err := srv.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if open, _ := st.Findings(t.Context(), true); len(open) != 0 {
+		t.Errorf("still open: %+v", open)
+	}
+	if all, _ := st.Findings(t.Context(), false); len(all) != 1 || all[0].ResolvedAt == "" {
+		t.Errorf("all findings: %+v", all)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -451,5 +452,58 @@ func postEvents(t *testing.T, addr, route, contentType, body string, want int) {
 	resp.Body.Close()
 	if resp.StatusCode != want {
 		t.Fatalf("POST %s: %s, want %d", route, resp.Status, want)
+	}
+}
+
+func git(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid", "GIT_COMMITTER_NAME=t",
+		"GIT_COMMITTER_EMAIL=t@example.invalid", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+// TestAuditPullsManifestsOnSIGHUP: the manifests live in a git clone; a
+// reviewed change merged upstream is pulled on SIGHUP, and a later event
+// about the newly listed tag resolves the finding it had opened.
+func TestAuditPullsManifestsOnSIGHUP(t *testing.T) {
+	staging := testenv.InProcessRegistry(t)
+	prod := testenv.InProcessRegistry(t)
+	listed := testenv.PushImage(t, prod+"/app:1.0", 1)
+	newer := testenv.PushImage(t, prod+"/app:1.1", 2)
+	root := t.TempDir()
+	upstream, clone := filepath.Join(root, "upstream"), filepath.Join(root, "clone")
+	if err := os.Mkdir(upstream, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	git(t, upstream, "init", "-q", "-b", "main")
+	manifest := func(extra string) string {
+		return fmt.Sprintf("registries:\n- name: %s\n  src: true\n- name: %s\nimages:\n- name: app\n  dmap:\n    %q: [\"1.0\"]\n%s", staging, prod, listed, extra)
+	}
+	writeFile(t, filepath.Join(upstream, "promoter-manifest.yaml"), manifest(""))
+	git(t, upstream, "add", ".")
+	git(t, upstream, "commit", "-q", "-m", "first")
+	git(t, root, "clone", "-q", upstream, clone)
+	tokens := filepath.Join(root, "tokens")
+	writeFile(t, tokens, testToken+"\n")
+	addr := freeAddr(t)
+	srv := startAudit(t, addr, "--registry", prod, "--db", filepath.Join(root, "a.db"), "--token-file", tokens, "--settle", "0",
+		"--reconcile", "0", "--git-dir", clone, "--git-pull-interval", "1h", filepath.Join(clone, "promoter-manifest.yaml"))
+
+	postEvents(t, addr, audit.RouteGeneric, "application/json", `{"events":[{"id":"h1","action":"push","repository":"app","tag":"1.1"}]}`, http.StatusAccepted)
+	waitFor(t, "the unexpected tag's finding", 20*time.Second, func() bool { return len(getFindings(t, addr, "open")) == 1 })
+
+	writeFile(t, filepath.Join(upstream, "promoter-manifest.yaml"), manifest(fmt.Sprintf("    %q: [\"1.1\"]\n", newer)))
+	git(t, upstream, "commit", "-q", "-am", "promote 1.1")
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the manifests to be re-read", 20*time.Second, func() bool { return strings.Contains(srv.out.String(), "manifests re-read") })
+	postEvents(t, addr, audit.RouteGeneric, "application/json", `{"events":[{"id":"h2","action":"push","repository":"app","tag":"1.1"}]}`, http.StatusAccepted)
+	waitFor(t, "the finding to be resolved", 20*time.Second, func() bool { return len(getFindings(t, addr, "open")) == 0 })
+	if r := getFindings(t, addr, "resolved"); len(r) != 1 || r[0].Tag != "1.1" || r[0].ResolvedAt == "" {
+		t.Errorf("resolved findings: %+v", r)
 	}
 }
