@@ -1,0 +1,128 @@
+package referrers_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgpromoter/promoter/pkg/referrers"
+)
+
+// plainRegistry speaks the distribution API to an anonymous loopback
+// registry over plain HTTP and counts requests (the tests' stand-in for
+// the access client).
+type plainRegistry struct {
+	requests atomic.Int64
+	writes   atomic.Int64
+}
+
+func (p *plainRegistry) do(ctx context.Context, method, u string, body []byte, hdr map[string]string) (*http.Response, error) {
+	p.requests.Add(1)
+	if method == http.MethodPut {
+		p.writes.Add(1)
+	}
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, r)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := transport.CheckError(resp, http.StatusOK, http.StatusCreated, http.StatusAccepted); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp, nil
+}
+
+func base(repo name.Repository) string {
+	return "http://" + repo.RegistryStr() + "/v2/" + repo.RepositoryStr()
+}
+
+const accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
+
+func (p *plainRegistry) GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error) {
+	resp, err := p.do(ctx, http.MethodGet, base(ref.Context())+"/manifests/"+ref.Identifier(), nil, map[string]string{"Accept": accept})
+	if err != nil {
+		return nil, "", v1.Hash{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, "", v1.Hash{}, err
+	}
+	sum := sha256.Sum256(raw)
+	return raw, types.MediaType(resp.Header.Get("Content-Type")), v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, nil
+}
+
+func (p *plainRegistry) PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) (bool, error) {
+	resp, err := p.do(ctx, http.MethodPut, base(ref.Context())+"/manifests/"+ref.Identifier(), raw, map[string]string{"Content-Type": string(mt)})
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	return resp.Header.Get("OCI-Subject") != "", nil
+}
+
+func (p *plainRegistry) Referrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]v1.Descriptor, error) {
+	next := base(repo) + "/referrers/" + d.String()
+	var out []v1.Descriptor
+	for next != "" {
+		resp, err := p.do(ctx, http.MethodGet, next, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		var idx v1.IndexManifest
+		err = json.NewDecoder(resp.Body).Decode(&idx)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, idx.Manifests...)
+		next = ""
+		if l := resp.Header.Get("Link"); l != "" {
+			s, e := strings.Index(l, "<"), strings.Index(l, ">")
+			u, err := resp.Request.URL.Parse(l[s+1 : e])
+			if err != nil {
+				return nil, err
+			}
+			next = u.String()
+		}
+	}
+	return out, nil
+}
+
+func (p *plainRegistry) ListTags(ctx context.Context, repo name.Repository) ([]string, error) {
+	resp, err := p.do(ctx, http.MethodGet, base(repo)+"/tags/list", nil, nil)
+	if err != nil {
+		if referrers.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Tags []string `json:"tags"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&page)
+	return page.Tags, err
+}
