@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/imgpromoter/promoter/internal/plainreg"
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/referrers"
 )
@@ -144,7 +145,7 @@ func TestFindRecursiveAcrossDiscoveryMethods(t *testing.T) {
 		t.Run(map[bool]string{true: "referrers-api", false: "fallback-tag"}[api], func(t *testing.T) {
 			repo := repoOf(t, inProcess(t, api), "team/app")
 			subject, want := signedRepo(t, repo, 1)
-			reg := &plainRegistry{}
+			reg := &plainreg.Client{}
 			arts, err := referrers.NewFinder(reg, nil).Find(t.Context(), repo, subject.Digest)
 			if err != nil {
 				t.Fatal(err)
@@ -172,7 +173,7 @@ func TestFindIgnoresFallbackTagThatIsNotAnIndex(t *testing.T) {
 	img := testenv.BuildImage(t, testenv.ImageSpec{Seed: 7})
 	subject := push(t, repo.Tag("v1"), img)
 	push(t, repo.Tag(referrers.FallbackTag(subject.Digest)), img)
-	arts, err := referrers.NewFinder(&plainRegistry{}, nil).Find(t.Context(), repo, subject.Digest)
+	arts, err := referrers.NewFinder(&plainreg.Client{}, nil).Find(t.Context(), repo, subject.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func statuses(out []referrers.Outcome) []referrers.Status {
 func TestWriteThenFindAtDestination(t *testing.T) {
 	srcRepo := repoOf(t, inProcess(t, true), "staging/app")
 	subject, want := signedRepo(t, srcRepo, 3)
-	arts, err := referrers.NewFinder(&plainRegistry{}, nil).Find(t.Context(), srcRepo, subject.Digest)
+	arts, err := referrers.NewFinder(&plainreg.Client{}, nil).Find(t.Context(), srcRepo, subject.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,14 +237,14 @@ func TestWriteThenFindAtDestination(t *testing.T) {
 	for label, host := range dests {
 		t.Run(label, func(t *testing.T) {
 			dst := repoOf(t, host, "prod/app")
-			reg := &plainRegistry{}
+			reg := &plainreg.Client{}
 			w := referrers.NewWriter(reg, nil)
 			out := copyAll(t, srcRepo, dst, subject.Digest, arts, w)
 			if diff := cmp.Diff([]referrers.Status{referrers.Copied, referrers.Copied, referrers.Copied}, statuses(out)); diff != "" {
 				t.Fatalf("first run (-want +got):\n%s", diff)
 			}
 			// What a reader of the destination finds.
-			got, err := referrers.NewFinder(&plainRegistry{}, nil).Find(t.Context(), dst, subject.Digest)
+			got, err := referrers.NewFinder(&plainreg.Client{}, nil).Find(t.Context(), dst, subject.Digest)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -256,7 +257,7 @@ func TestWriteThenFindAtDestination(t *testing.T) {
 				}
 			}
 			// A second run writes nothing.
-			reg.writes.Store(0)
+			reg.Writes.Store(0)
 			w2 := referrers.NewWriter(reg, nil)
 			present, err := w2.PresentIn(t.Context(), dst, arts)
 			if err != nil {
@@ -269,7 +270,7 @@ func TestWriteThenFindAtDestination(t *testing.T) {
 			if diff := cmp.Diff([]referrers.Status{referrers.Present, referrers.Present, referrers.Present}, statuses(out)); diff != "" {
 				t.Errorf("second run (-want +got):\n%s", diff)
 			}
-			if n := reg.writes.Load(); n != 0 {
+			if n := reg.Writes.Load(); n != 0 {
 				t.Errorf("second run sent %d writes", n)
 			}
 		})
@@ -279,7 +280,7 @@ func TestWriteThenFindAtDestination(t *testing.T) {
 func TestFallbackKeepsForeignEntriesAndRefusesNonIndex(t *testing.T) {
 	srcRepo := repoOf(t, inProcess(t, true), "staging/app")
 	subject, _ := signedRepo(t, srcRepo, 5)
-	arts, err := referrers.NewFinder(&plainRegistry{}, nil).Find(t.Context(), srcRepo, subject.Digest)
+	arts, err := referrers.NewFinder(&plainreg.Client{}, nil).Find(t.Context(), srcRepo, subject.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,8 +296,8 @@ func TestFallbackKeepsForeignEntriesAndRefusesNonIndex(t *testing.T) {
 		// writes the fallback index itself.
 		foreign := artifact(t, "application/vnd.example.foreign", "foreign", subject, nil)
 		push(t, dst.Digest(digest(t, foreign).String()), foreign)
-		copyAll(t, srcRepo, dst, subject.Digest, arts, referrers.NewWriter(&plainRegistry{}, nil))
-		got, err := referrers.NewFinder(&plainRegistry{}, nil).Find(t.Context(), dst, subject.Digest)
+		copyAll(t, srcRepo, dst, subject.Digest, arts, referrers.NewWriter(&plainreg.Client{}, nil))
+		got, err := referrers.NewFinder(&plainreg.Client{}, nil).Find(t.Context(), dst, subject.Digest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +310,7 @@ func TestFallbackKeepsForeignEntriesAndRefusesNonIndex(t *testing.T) {
 		dst := repoOf(t, host, "prod/corrupt")
 		junk := testenv.BuildImage(t, testenv.ImageSpec{Seed: 99})
 		junkDesc := push(t, dst.Tag(referrers.FallbackTag(subject.Digest)), junk)
-		out := copyAll(t, srcRepo, dst, subject.Digest, arts, referrers.NewWriter(&plainRegistry{}, nil))
+		out := copyAll(t, srcRepo, dst, subject.Digest, arts, referrers.NewWriter(&plainreg.Client{}, nil))
 		var conflict *referrers.FallbackConflictError
 		for i, o := range out {
 			wantRefused := arts[i].Via != referrers.ViaCosign && arts[i].Subject == subject.Digest
@@ -320,7 +321,7 @@ func TestFallbackKeepsForeignEntriesAndRefusesNonIndex(t *testing.T) {
 				t.Errorf("artifact %d: error %v, want a FallbackConflictError", i, o.Err)
 			}
 		}
-		_, _, d, err := (&plainRegistry{}).GetManifest(t.Context(), dst.Tag(referrers.FallbackTag(subject.Digest)))
+		_, _, d, err := (&plainreg.Client{}).GetManifest(t.Context(), dst.Tag(referrers.FallbackTag(subject.Digest)))
 		if err != nil || d != junkDesc.Digest {
 			t.Fatalf("fallback tag now holds %s (%v), want it untouched at %s", d, err, junkDesc.Digest)
 		}

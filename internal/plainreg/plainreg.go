@@ -1,4 +1,8 @@
-package referrers_test
+// Package plainreg is a minimal client of the distribution API for tests:
+// anonymous, plain HTTP to loopback registries, counting requests and
+// writes. It satisfies the small interfaces of packages referrers and
+// evidence, as the access client does in production.
+package plainreg
 
 import (
 	"bytes"
@@ -19,18 +23,17 @@ import (
 	"github.com/imgpromoter/promoter/pkg/referrers"
 )
 
-// plainRegistry speaks the distribution API to an anonymous loopback
-// registry over plain HTTP and counts requests (the tests' stand-in for
-// the access client).
-type plainRegistry struct {
-	requests atomic.Int64
-	writes   atomic.Int64
+// Client speaks the distribution API to anonymous loopback registries.
+type Client struct {
+	// Requests and Writes count the requests sent and the PUTs among them.
+	Requests atomic.Int64
+	Writes   atomic.Int64
 }
 
-func (p *plainRegistry) do(ctx context.Context, method, u string, body []byte, hdr map[string]string) (*http.Response, error) {
-	p.requests.Add(1)
+func (p *Client) do(ctx context.Context, method, u string, body []byte, hdr map[string]string) (*http.Response, error) {
+	p.Requests.Add(1)
 	if method == http.MethodPut {
-		p.writes.Add(1)
+		p.Writes.Add(1)
 	}
 	var r io.Reader
 	if body != nil {
@@ -60,7 +63,8 @@ func base(repo name.Repository) string {
 
 const accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
 
-func (p *plainRegistry) GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error) {
+// GetManifest reads a manifest's bytes, media type and digest.
+func (p *Client) GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error) {
 	resp, err := p.do(ctx, http.MethodGet, base(ref.Context())+"/manifests/"+ref.Identifier(), nil, map[string]string{"Accept": accept})
 	if err != nil {
 		return nil, "", v1.Hash{}, err
@@ -74,7 +78,8 @@ func (p *plainRegistry) GetManifest(ctx context.Context, ref name.Reference) ([]
 	return raw, types.MediaType(resp.Header.Get("Content-Type")), v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, nil
 }
 
-func (p *plainRegistry) PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) (bool, error) {
+// PutManifest writes a manifest; true when the answer had an OCI-Subject header.
+func (p *Client) PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) (bool, error) {
 	resp, err := p.do(ctx, http.MethodPut, base(ref.Context())+"/manifests/"+ref.Identifier(), raw, map[string]string{"Content-Type": string(mt)})
 	if err != nil {
 		return false, err
@@ -83,7 +88,8 @@ func (p *plainRegistry) PutManifest(ctx context.Context, ref name.Reference, raw
 	return resp.Header.Get("OCI-Subject") != "", nil
 }
 
-func (p *plainRegistry) Referrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]v1.Descriptor, error) {
+// Referrers lists the referrers API, following Link pagination.
+func (p *Client) Referrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]v1.Descriptor, error) {
 	next := base(repo) + "/referrers/" + d.String()
 	var out []v1.Descriptor
 	for next != "" {
@@ -111,7 +117,8 @@ func (p *plainRegistry) Referrers(ctx context.Context, repo name.Repository, d v
 	return out, nil
 }
 
-func (p *plainRegistry) ListTags(ctx context.Context, repo name.Repository) ([]string, error) {
+// ListTags lists a repository's tags (none when it does not exist).
+func (p *Client) ListTags(ctx context.Context, repo name.Repository) ([]string, error) {
 	resp, err := p.do(ctx, http.MethodGet, base(repo)+"/tags/list", nil, nil)
 	if err != nil {
 		if referrers.IsNotFound(err) {
@@ -125,4 +132,13 @@ func (p *plainRegistry) ListTags(ctx context.Context, repo name.Repository) ([]s
 	}
 	err = json.NewDecoder(resp.Body).Decode(&page)
 	return page.Tags, err
+}
+
+// GetBlob opens a blob.
+func (p *Client) GetBlob(ctx context.Context, repo name.Repository, d v1.Hash) (io.ReadCloser, error) {
+	resp, err := p.do(ctx, http.MethodGet, base(repo)+"/blobs/"+d.String(), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
 }
