@@ -63,35 +63,37 @@ func base(repo name.Repository) string {
 
 const accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
 
-// GetManifest reads a manifest's bytes, media type and digest.
-func (p *Client) GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error) {
+// FetchManifest reads a manifest's bytes and descriptor.
+func (p *Client) FetchManifest(ctx context.Context, ref name.Reference) ([]byte, v1.Descriptor, error) {
 	resp, err := p.do(ctx, http.MethodGet, base(ref.Context())+"/manifests/"+ref.Identifier(), nil, map[string]string{"Accept": accept})
 	if err != nil {
-		return nil, "", v1.Hash{}, err
+		return nil, v1.Descriptor{}, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, "", v1.Hash{}, err
+		return nil, v1.Descriptor{}, err
 	}
 	sum := sha256.Sum256(raw)
-	return raw, types.MediaType(resp.Header.Get("Content-Type")), v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}, nil
+	d := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	return raw, v1.Descriptor{MediaType: types.MediaType(resp.Header.Get("Content-Type")), Size: int64(len(raw)), Digest: d}, nil
 }
 
-// PutManifest writes a manifest; true when the answer had an OCI-Subject header.
-func (p *Client) PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) (bool, error) {
+// PutManifest writes a manifest and returns the OCI-Subject answer header.
+func (p *Client) PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) (v1.Hash, error) {
 	resp, err := p.do(ctx, http.MethodPut, base(ref.Context())+"/manifests/"+ref.Identifier(), raw, map[string]string{"Content-Type": string(mt)})
 	if err != nil {
-		return false, err
+		return v1.Hash{}, err
 	}
 	resp.Body.Close()
-	return resp.Header.Get("OCI-Subject") != "", nil
+	h, _ := v1.NewHash(resp.Header.Get("OCI-Subject"))
+	return h, nil
 }
 
 // Referrers lists the referrers API, following Link pagination.
-func (p *Client) Referrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]v1.Descriptor, error) {
+func (p *Client) Referrers(ctx context.Context, repo name.Repository, d v1.Hash) (*v1.IndexManifest, error) {
 	next := base(repo) + "/referrers/" + d.String()
-	var out []v1.Descriptor
+	out := &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 	for next != "" {
 		resp, err := p.do(ctx, http.MethodGet, next, nil, nil)
 		if err != nil {
@@ -103,7 +105,7 @@ func (p *Client) Referrers(ctx context.Context, repo name.Repository, d v1.Hash)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, idx.Manifests...)
+		out.Manifests = append(out.Manifests, idx.Manifests...)
 		next = ""
 		if l := resp.Header.Get("Link"); l != "" {
 			s, e := strings.Index(l, "<"), strings.Index(l, ">")
@@ -118,25 +120,25 @@ func (p *Client) Referrers(ctx context.Context, repo name.Repository, d v1.Hash)
 }
 
 // ListTags lists a repository's tags (none when it does not exist).
-func (p *Client) ListTags(ctx context.Context, repo name.Repository) ([]string, error) {
+func (p *Client) ListTags(ctx context.Context, repo name.Repository) ([]string, map[string]v1.Hash, error) {
 	resp, err := p.do(ctx, http.MethodGet, base(repo)+"/tags/list", nil, nil)
 	if err != nil {
 		if referrers.IsNotFound(err) {
-			return nil, nil
+			return nil, nil, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	var page struct {
 		Tags []string `json:"tags"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&page)
-	return page.Tags, err
+	return page.Tags, nil, err
 }
 
-// GetBlob opens a blob.
-func (p *Client) GetBlob(ctx context.Context, repo name.Repository, d v1.Hash) (io.ReadCloser, error) {
-	resp, err := p.do(ctx, http.MethodGet, base(repo)+"/blobs/"+d.String(), nil, nil)
+// FetchBlob opens a blob.
+func (p *Client) FetchBlob(ctx context.Context, repo name.Repository, d v1.Descriptor) (io.ReadCloser, error) {
+	resp, err := p.do(ctx, http.MethodGet, base(repo)+"/blobs/"+d.Digest.String(), nil, nil)
 	if err != nil {
 		return nil, err
 	}

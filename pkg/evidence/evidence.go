@@ -51,9 +51,9 @@ const (
 )
 
 // BlobReader reads blobs; the referrer manifests come from package
-// referrers, their layers from here.
+// referrers, their layers from here. (*access.Client satisfies it.)
 type BlobReader interface {
-	GetBlob(ctx context.Context, repo name.Repository, d v1.Hash) (io.ReadCloser, error)
+	FetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) (io.ReadCloser, error)
 }
 
 // maxBlob bounds a signature or attestation layer read into memory.
@@ -352,7 +352,7 @@ func readBlob(ctx context.Context, blobs BlobReader, repo name.Repository, d v1.
 	if d.Size > maxBlob {
 		return nil, fmt.Errorf("%s@%s: %d bytes is too large for a signature or attestation", repo, d.Digest, d.Size)
 	}
-	rc, err := blobs.GetBlob(ctx, repo, d.Digest)
+	rc, err := blobs.FetchBlob(ctx, repo, d)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s@%s: %w", repo, d.Digest, err)
 	}

@@ -217,7 +217,7 @@ func TestTamperedSignaturesDoNotVerify(t *testing.T) {
 		Layers []v1.Descriptor `json:"layers"`
 	}
 	_ = json.Unmarshal(arts[0].Manifest, &l)
-	rc, err := c.GetBlob(t.Context(), repo, l.Layers[0].Digest)
+	rc, err := c.FetchBlob(t.Context(), repo, l.Layers[0])
 	if err != nil {
 		t.Fatal(err)
 	}

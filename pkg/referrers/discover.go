@@ -59,7 +59,7 @@ func (f *Finder) tagSet(ctx context.Context, repo name.Repository) (map[string]b
 	}
 	f.mu.Unlock()
 	t.once.Do(func() {
-		tags, err := f.src.ListTags(ctx, repo)
+		tags, _, err := f.src.ListTags(ctx, repo)
 		if err != nil {
 			t.err = fmt.Errorf("listing tags of %s: %w", repo, err)
 			return
@@ -126,7 +126,7 @@ func (f *Finder) direct(ctx context.Context, repo name.Repository, subject v1.Ha
 	noAPI := f.noAPI[host]
 	f.mu.Unlock()
 	if !noAPI {
-		descs, err := f.src.Referrers(ctx, repo, subject)
+		descs, err := referrersOf(ctx, f.src, repo, subject)
 		switch {
 		case err == nil:
 			for _, d := range descs {
@@ -145,7 +145,7 @@ func (f *Finder) direct(ctx context.Context, repo name.Repository, subject v1.Ha
 	// 2. The fallback tag (also on registries with the API: clients that
 	// could not tell write it there too).
 	if ft := FallbackTag(subject); tags[ft] {
-		raw, mt, d, err := f.src.GetManifest(ctx, repo.Tag(ft))
+		raw, mt, d, err := getManifest(ctx, f.src, repo.Tag(ft))
 		switch {
 		case IsNotFound(err):
 		case err != nil:
@@ -192,7 +192,7 @@ func (f *Finder) direct(ctx context.Context, repo name.Repository, subject v1.Ha
 		if !tags[tag] {
 			continue
 		}
-		raw, mt, d, err := f.src.GetManifest(ctx, repo.Tag(tag))
+		raw, mt, d, err := getManifest(ctx, f.src, repo.Tag(tag))
 		if IsNotFound(err) {
 			continue
 		}
@@ -222,7 +222,7 @@ type readArtifact struct {
 // read reads one referrer manifest by digest (and its children when it is
 // an index).
 func (f *Finder) read(ctx context.Context, repo name.Repository, d v1.Hash) (readArtifact, error) {
-	raw, mt, got, err := f.src.GetManifest(ctx, repo.Digest(d.String()))
+	raw, mt, got, err := getManifest(ctx, f.src, repo.Digest(d.String()))
 	if err != nil {
 		return readArtifact{}, err
 	}
@@ -245,7 +245,7 @@ func (f *Finder) read(ctx context.Context, repo name.Repository, d v1.Hash) (rea
 func (f *Finder) children(ctx context.Context, repo name.Repository, descs []v1.Descriptor) ([]Manifest, error) {
 	var out []Manifest
 	for _, c := range descs {
-		raw, mt, got, err := f.src.GetManifest(ctx, repo.Digest(c.Digest.String()))
+		raw, mt, got, err := getManifest(ctx, f.src, repo.Digest(c.Digest.String()))
 		if err != nil {
 			return nil, fmt.Errorf("reading %s@%s: %w", repo, c.Digest, err)
 		}

@@ -131,22 +131,43 @@ func isIndex(mt types.MediaType) bool {
 	return mt == types.OCIImageIndex || mt == types.DockerManifestList
 }
 
-// ManifestReader reads manifests by tag or digest. Absent manifests are
-// reported with an error for which IsNotFound is true.
+// ManifestReader reads a manifest's exact bytes and its descriptor by tag
+// or digest. Absent manifests are reported with an error for which
+// IsNotFound is true. (*access.Client satisfies it.)
 type ManifestReader interface {
-	GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error)
+	FetchManifest(ctx context.Context, ref name.Reference) ([]byte, v1.Descriptor, error)
 }
 
 // ReferrersLister calls the OCI 1.1 referrers API, following pagination, and
-// returns the descriptors listed. A registry without the API gives an error
-// for which IsUnsupported is true.
+// returns the index listed. A registry without the API gives an error for
+// which IsUnsupported is true. (*access.Client satisfies it.)
 type ReferrersLister interface {
-	Referrers(ctx context.Context, repo name.Repository, subject v1.Hash) ([]v1.Descriptor, error)
+	Referrers(ctx context.Context, repo name.Repository, subject v1.Hash) (*v1.IndexManifest, error)
 }
 
-// TagLister lists the tags of a repository (none when it does not exist).
+// TagLister lists the tags of a repository (none when it does not exist),
+// and their digests when the registry says them (nil otherwise).
+// (*access.Client satisfies it.)
 type TagLister interface {
-	ListTags(ctx context.Context, repo name.Repository) ([]string, error)
+	ListTags(ctx context.Context, repo name.Repository) ([]string, map[string]v1.Hash, error)
+}
+
+// getManifest reads a manifest: bytes, media type, digest.
+func getManifest(ctx context.Context, r ManifestReader, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error) {
+	raw, desc, err := r.FetchManifest(ctx, ref)
+	if err != nil {
+		return nil, "", v1.Hash{}, err
+	}
+	return raw, desc.MediaType, desc.Digest, nil
+}
+
+// referrersOf lists the referrers API as descriptors.
+func referrersOf(ctx context.Context, r ReferrersLister, repo name.Repository, subject v1.Hash) ([]v1.Descriptor, error) {
+	idx, err := r.Referrers(ctx, repo, subject)
+	if err != nil || idx == nil {
+		return nil, err
+	}
+	return idx.Manifests, nil
 }
 
 // errUnsupported marks an answer that says the registry has no referrers API.

@@ -321,8 +321,8 @@ func TestFallbackKeepsForeignEntriesAndRefusesNonIndex(t *testing.T) {
 				t.Errorf("artifact %d: error %v, want a FallbackConflictError", i, o.Err)
 			}
 		}
-		_, _, d, err := (&plainreg.Client{}).GetManifest(t.Context(), dst.Tag(referrers.FallbackTag(subject.Digest)))
-		if err != nil || d != junkDesc.Digest {
+		_, desc, err := (&plainreg.Client{}).FetchManifest(t.Context(), dst.Tag(referrers.FallbackTag(subject.Digest)))
+		if d := desc.Digest; err != nil || d != junkDesc.Digest {
 			t.Fatalf("fallback tag now holds %s (%v), want it untouched at %s", d, err, junkDesc.Digest)
 		}
 	})

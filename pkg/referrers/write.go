@@ -16,11 +16,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// ManifestPutter writes a manifest at a tag or digest. subjectAccepted is
-// true when the registry answered with an OCI-Subject header, which says it
-// has the referrers API and indexed the manifest's subject.
+// ManifestPutter writes a manifest at a tag or digest. subject is the
+// registry's OCI-Subject answer header: set when the registry has the
+// referrers API and indexed the manifest's subject, zero otherwise.
+// (*access.Client satisfies it.)
 type ManifestPutter interface {
-	PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) (subjectAccepted bool, err error)
+	PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) (subject v1.Hash, err error)
 }
 
 // Destination is what a Writer writes to.
@@ -104,7 +105,7 @@ func (w *Writer) HasReferrersAPI(ctx context.Context, repo name.Repository, subj
 	if known {
 		return has, nil
 	}
-	_, err := w.dst.Referrers(ctx, repo, subject)
+	_, err := referrersOf(ctx, w.dst, repo, subject)
 	switch {
 	case err == nil:
 		has = true
@@ -165,11 +166,11 @@ func (w *Writer) Write(ctx context.Context, repo name.Repository, subject v1.Has
 				return out, fmt.Errorf("writing %s@%s: %w", repo, c.Descriptor.Digest, err)
 			}
 		}
-		accepted, err := w.dst.PutManifest(ctx, repo.Digest(a.Descriptor.Digest.String()), a.Manifest, a.Descriptor.MediaType)
+		indexed, err := w.dst.PutManifest(ctx, repo.Digest(a.Descriptor.Digest.String()), a.Manifest, a.Descriptor.MediaType)
 		if err != nil {
 			return out, fmt.Errorf("writing %s@%s: %w", repo, a.Descriptor.Digest, err)
 		}
-		if accepted {
+		if indexed != (v1.Hash{}) {
 			w.remember(repo.RegistryStr(), true)
 		}
 		out[i].Status = Copied
@@ -241,7 +242,7 @@ func (w *Writer) Write(ctx context.Context, repo name.Repository, subject v1.Has
 // tag already holds it, a *TagRefusedError when it holds another manifest
 // or the registry refuses the write (immutable tags), Copied otherwise.
 func (w *Writer) PutTag(ctx context.Context, tag name.Tag, raw []byte, desc v1.Descriptor) (Status, error) {
-	_, _, have, err := w.dst.GetManifest(ctx, tag)
+	_, _, have, err := getManifest(ctx, w.dst, tag)
 	switch {
 	case err == nil && have == desc.Digest:
 		return Present, nil
@@ -314,7 +315,7 @@ func (w *Writer) UpdateFallback(ctx context.Context, repo name.Repository, subje
 // readFallback reads the fallback tag: nil when absent; a
 // *FallbackConflictError when it resolves to the subject itself.
 func (w *Writer) readFallback(ctx context.Context, tag name.Tag, subject v1.Hash) ([]byte, error) {
-	raw, _, d, err := w.dst.GetManifest(ctx, tag)
+	raw, _, d, err := getManifest(ctx, w.dst, tag)
 	if IsNotFound(err) {
 		return nil, nil
 	}
@@ -352,7 +353,7 @@ func (w *Writer) PresentIn(ctx context.Context, repo name.Repository, arts []Art
 		if a.Via != ViaCosign {
 			continue
 		}
-		_, _, d, err := w.dst.GetManifest(ctx, repo.Tag(a.Tag))
+		_, _, d, err := getManifest(ctx, w.dst, repo.Tag(a.Tag))
 		if err == nil && d == a.Descriptor.Digest {
 			present[d] = true
 		} else if err != nil && !IsNotFound(err) {
@@ -369,7 +370,7 @@ func (w *Writer) listed(ctx context.Context, repo name.Repository, subject v1.Ha
 	has, known := w.api[host]
 	w.mu.Unlock()
 	if !known || has {
-		descs, err := w.dst.Referrers(ctx, repo, subject)
+		descs, err := referrersOf(ctx, w.dst, repo, subject)
 		switch {
 		case err == nil:
 			w.remember(host, true)
