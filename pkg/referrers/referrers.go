@@ -9,6 +9,8 @@ package referrers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -231,4 +233,23 @@ func cosignSuffix(tag string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// NewArtifact describes a referrer manifest a caller made (a signature or
+// attestation it signed): raw must carry subject as its subject. The
+// result is ready for Writer.Write.
+func NewArtifact(raw []byte) (Artifact, error) {
+	sum := sha256.Sum256(raw)
+	d := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	desc, m, err := describe(raw, "", d)
+	if err != nil {
+		return Artifact{}, err
+	}
+	if m.Subject == nil {
+		return Artifact{}, fmt.Errorf("manifest %s has no subject: it is not a referrer", d)
+	}
+	if desc.MediaType == "" {
+		return Artifact{}, fmt.Errorf("manifest %s has no mediaType", d)
+	}
+	return Artifact{Subject: m.Subject.Digest, Via: ViaAPI, Descriptor: desc, Manifest: raw}, nil
 }

@@ -331,3 +331,113 @@ func TestFallbackKeepsForeignEntriesAndRefusesNonIndex(t *testing.T) {
 func asConflict(err error, target **referrers.FallbackConflictError) bool {
 	return errors.As(err, target)
 }
+
+func TestMergeFallback(t *testing.T) {
+	d := func(c byte) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: strings.Repeat(string(c), 64)} }
+	entry := func(c byte, at string) v1.Descriptor {
+		return v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: 10, Digest: d(c), ArtifactType: at}
+	}
+	index := func(es ...v1.Descriptor) []byte {
+		raw, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: es})
+		return raw
+	}
+	foreign := v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: 3, Digest: d('b'), ArtifactType: "x/foreign", Annotations: map[string]string{"k": "v"}}
+	for _, tc := range []struct {
+		name     string
+		existing []byte
+		add      []v1.Descriptor
+		want     []v1.Descriptor
+		changed  bool
+		refused  bool
+	}{
+		{"absent", nil, []v1.Descriptor{entry('c', "t"), entry('a', "t")}, []v1.Descriptor{entry('a', "t"), entry('c', "t")}, true, false},
+		{"foreign kept", index(foreign), []v1.Descriptor{entry('c', "t"), entry('a', "t")}, []v1.Descriptor{entry('a', "t"), foreign, entry('c', "t")}, true, false},
+		{"nothing new", index(entry('a', "t"), foreign), []v1.Descriptor{entry('a', "other")}, nil, false, false},
+		{"image refused", []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{}}`), []v1.Descriptor{entry('a', "t")}, nil, false, true},
+		{"docker list refused", []byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}`), []v1.Descriptor{entry('a', "t")}, nil, false, true},
+		{"garbage refused", []byte(`not json`), []v1.Descriptor{entry('a', "t")}, nil, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			merged, changed, err := referrers.MergeFallback(tc.existing, tc.add)
+			if tc.refused != (err != nil) {
+				t.Fatalf("error %v, refused %v", err, tc.refused)
+			}
+			if changed != tc.changed {
+				t.Errorf("changed = %v, want %v", changed, tc.changed)
+			}
+			if err != nil || !changed {
+				if !tc.refused && string(merged) != string(tc.existing) {
+					t.Errorf("unchanged index rewritten: %s", merged)
+				}
+				return
+			}
+			var got v1.IndexManifest
+			if err := json.Unmarshal(merged, &got); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got.Manifests); diff != "" {
+				t.Errorf("entries (-want +got):\n%s", diff)
+			}
+			// The same entries in another order give the same bytes.
+			again, _, _ := referrers.MergeFallback(tc.existing, []v1.Descriptor{tc.add[1], tc.add[0]})
+			if string(again) != string(merged) {
+				t.Errorf("order-dependent result:\n%s\n%s", merged, again)
+			}
+		})
+	}
+}
+
+// A referrer the caller made itself (what signing at promotion time
+// writes) goes through NewArtifact and Write, and a reader finds it.
+func TestWriteOwnReferrer(t *testing.T) {
+	dst := repoOf(t, testenv.StartDistribution(t, "dst").Host, "prod/app")
+	subject := push(t, dst.Tag("v1"), testenv.BuildImage(t, testenv.ImageSpec{Seed: 11}))
+	sig := artifact(t, "application/vnd.dev.sigstore.bundle.v0.3+json", "bundle", subject, nil)
+	for _, l := range mustLayers(t, sig) {
+		if err := remote.WriteLayer(dst, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := sig.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteLayer(dst, static.NewLayer(cfg, "application/vnd.oci.empty.v1+json")); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sig.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := referrers.NewArtifact(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Subject != subject.Digest || a.Descriptor.ArtifactType != "application/vnd.dev.sigstore.bundle.v0.3+json" {
+		t.Fatalf("artifact %+v", a)
+	}
+	c := &plainreg.Client{}
+	out, err := referrers.NewWriter(c, nil).Write(t.Context(), dst, subject.Digest, []referrers.Artifact{a}, nil)
+	if err != nil || out[0].Status != referrers.Copied {
+		t.Fatalf("write: %+v %v", out, err)
+	}
+	got, err := referrers.NewFinder(c, nil).Find(t.Context(), dst, subject.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]v1.Hash{a.Descriptor.Digest}, digestsOf(got)); diff != "" {
+		t.Errorf("found (-want +got):\n%s", diff)
+	}
+	if _, err := referrers.NewArtifact([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`)); err == nil {
+		t.Error("a manifest without subject accepted as a referrer")
+	}
+}
+
+func mustLayers(t *testing.T, img v1.Image) []v1.Layer {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
