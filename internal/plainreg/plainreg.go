@@ -144,3 +144,42 @@ func (p *Client) FetchBlob(ctx context.Context, repo name.Repository, d v1.Descr
 	}
 	return resp.Body, nil
 }
+
+// BlobExists reports whether a blob is in the repository.
+func (p *Client) BlobExists(ctx context.Context, repo name.Repository, d v1.Hash) (bool, error) {
+	resp, err := p.do(ctx, http.MethodHead, base(repo)+"/blobs/"+d.String(), nil, nil)
+	if referrers.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	return true, nil
+}
+
+// PushBlob uploads a blob monolithically (POST, then PUT).
+func (p *Client) PushBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor, content io.Reader) error {
+	resp, err := p.do(ctx, http.MethodPost, base(repo)+"/blobs/uploads/", nil, nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		return err
+	}
+	q := loc.Query()
+	q.Set("digest", desc.Digest.String())
+	loc.RawQuery = q.Encode()
+	raw, err := io.ReadAll(content)
+	if err != nil {
+		return err
+	}
+	resp, err = p.do(ctx, http.MethodPut, loc.String(), raw, map[string]string{"Content-Type": "application/octet-stream"})
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
