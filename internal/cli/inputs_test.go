@@ -21,6 +21,9 @@ func TestValidateThinDirWithoutManifest(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "manifests", "p", "promoter-manifest.yaml"), filepath.Join(dir, "manifests", "p", "promoter-manifests.yaml")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.RemoveAll(filepath.Join(dir, "images")); err != nil {
+		t.Fatal(err)
+	}
 	code, out, _ := run(t, "validate", dir)
 	if code != cli.ExitProblems || !strings.Contains(out, dir+": thin manifest directory has no project manifest") {
 		t.Errorf("exit %d, want %d\n%s", code, cli.ExitProblems, out)
