@@ -4,7 +4,6 @@
 package access
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,26 +16,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // UserAgent is sent with every request.
 const UserAgent = "imgpromoter"
-
-// RetryStatusCodes are the HTTP answers retried (with backoff) by the one
-// retrying layer, go-containerregistry's retry transport: request timeout,
-// rate limiting, and the server-side and proxy failures that are transient.
-// Connection resets, unexpected EOFs and timeouts are retried too.
-var RetryStatusCodes = []int{
-	http.StatusRequestTimeout,      // 408
-	http.StatusTooManyRequests,     // 429
-	499,                            // nginx: client closed request
-	http.StatusInternalServerError, // 500
-	http.StatusBadGateway,          // 502
-	http.StatusServiceUnavailable,  // 503
-	http.StatusGatewayTimeout,      // 504
-	522,                            // Cloudflare: connection timed out
-}
 
 // options holds every setting of a Client; defaults live in defaults().
 type options struct {
@@ -53,8 +36,8 @@ func defaults() options {
 	return options{
 		keychain:  authn.DefaultKeychain,
 		transport: remote.DefaultTransport,
-		// Retries are done here and nowhere else (see RetryStatusCodes),
-		// with jittered exponential backoff.
+		// Retries are done here and nowhere else (see retryTransport and
+		// retryUpload), with jittered exponential backoff.
 		backoff: remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2.5, Jitter: 0.3, Steps: 5},
 		maxWait: 60 * time.Second,
 		limits:  HostLimits{Concurrency: 16},
@@ -139,10 +122,6 @@ func New(opts ...Option) (*Client, error) {
 // Counter returns the per-host request counts of everything this client did.
 func (c *Client) Counter() *Counter { return c.counter }
 
-// Backoff is the client's retry schedule (the transfer engine uses it to
-// retry whole blob uploads, which the transport layer does not replay).
-func (c *Client) Backoff() remote.Backoff { return c.o.backoff }
-
 // Repo applies the client's plain-HTTP settings to a repository name.
 func (c *Client) Repo(r name.Repository) name.Repository {
 	host := strings.ToLower(r.RegistryStr())
@@ -181,33 +160,3 @@ func IsLoopback(host string) bool {
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
 }
-
-// IsNotFound reports whether err is a registry's "does not exist" answer.
-func IsNotFound(err error) bool {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	if te.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, d := range te.Errors {
-		switch d.Code {
-		case transport.NameUnknownErrorCode, transport.ManifestUnknownErrorCode, transport.BlobUnknownErrorCode:
-			return true
-		}
-	}
-	return false
-}
-
-// StatusCode returns the HTTP status of a registry error, or 0.
-func StatusCode(err error) int {
-	var te *transport.Error
-	if errors.As(err, &te) {
-		return te.StatusCode
-	}
-	return 0
-}
-
-// FastBackoff retries quickly; for tests that provoke failures on purpose.
-var FastBackoff = remote.Backoff{Duration: 5 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 2}

@@ -10,7 +10,8 @@ import (
 	"strconv"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
 // catalogScope is the token scope a registry asks for before it lists its
@@ -32,8 +33,10 @@ const maxCatalogPages = 100000
 // listing is asked again without a page size, letting the registry choose.
 //
 // Many registries do not offer the catalog, or only to some credentials:
-// the registry's answer is returned as the error (a *transport.Error; see
-// StatusCode).
+// the registry's answer is returned as the error, and when it means that
+// the registry does not list its repositories to this client (no such
+// endpoint, not allowed, or unsupported) that error matches
+// regerr.ErrUnsupported.
 func (c *Client) Catalog(ctx context.Context, reg name.Registry, pageSize int) ([]string, error) {
 	if pageSize <= 0 {
 		pageSize = DefaultCatalogPage
@@ -48,11 +51,14 @@ func (c *Client) Catalog(ctx context.Context, reg name.Registry, pageSize int) (
 		}
 		seen[next] = true
 		page, link, err := c.catalogPage(ctx, reg, next)
-		if err != nil && pages == 0 && StatusCode(err) == http.StatusBadRequest && next != base {
+		if err != nil && pages == 0 && regerr.Status(err) == http.StatusBadRequest && next != base {
 			next = base
 			continue
 		}
 		if err != nil {
+			if errors.Is(err, regerr.ErrNotFound) || errors.Is(err, regerr.ErrDenied) {
+				return nil, regerr.Unsupported(err)
+			}
 			return nil, err
 		}
 		repos = append(repos, page.Repositories...)
@@ -92,23 +98,4 @@ func (c *Client) catalogPage(ctx context.Context, reg name.Registry, u string) (
 		return nil, "", fmt.Errorf("catalog of %s: %w", reg.RegistryStr(), err)
 	}
 	return &page, next, nil
-}
-
-// CatalogUnavailable reports whether a Catalog error means the registry
-// does not list its repositories to this client (no such endpoint, not
-// allowed, or unsupported), as opposed to a failure worth reporting as such.
-func CatalogUnavailable(err error) bool {
-	switch StatusCode(err) {
-	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotImplemented:
-		return true
-	}
-	var te *transport.Error
-	if errors.As(err, &te) {
-		for _, d := range te.Errors {
-			if d.Code == transport.UnsupportedErrorCode || d.Code == transport.UnauthorizedErrorCode || d.Code == transport.DeniedErrorCode {
-				return true
-			}
-		}
-	}
-	return false
 }

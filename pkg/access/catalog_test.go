@@ -2,6 +2,7 @@ package access_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,11 +18,12 @@ import (
 
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/access"
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
 func catalogClient(t *testing.T) *access.Client {
 	t.Helper()
-	c, err := access.New(access.WithRetryBackoff(access.FastBackoff))
+	c, err := access.New(testenv.FastRetries())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +179,8 @@ func TestCatalogAnswers(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; got %v", got)
 			}
-			if access.CatalogUnavailable(err) != tt.unavailable {
-				t.Errorf("CatalogUnavailable(%v) = %v, want %v", err, !tt.unavailable, tt.unavailable)
+			if errors.Is(err, regerr.ErrUnsupported) != tt.unavailable {
+				t.Errorf("errors.Is(%v, regerr.ErrUnsupported) = %v, want %v", err, !tt.unavailable, tt.unavailable)
 			}
 		})
 	}

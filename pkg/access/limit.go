@@ -1,9 +1,7 @@
 package access
 
 import (
-	"context"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -60,62 +58,18 @@ func (l *limiter) host(h string) *hostLimit {
 	return hl
 }
 
-type heldKey struct{}
-
-// withHeld marks a context whose requests to these hosts already hold a
-// concurrency slot (taken together, for a whole transfer, by Acquire).
-func withHeld(ctx context.Context, hosts []string) context.Context {
-	return context.WithValue(ctx, heldKey{}, hosts)
-}
-
-func held(ctx context.Context, host string) bool {
-	hs, _ := ctx.Value(heldKey{}).([]string)
-	return slices.Contains(hs, host)
-}
-
-// Acquire takes one concurrency slot on every host at once, in a fixed
-// order so that two transfers never wait on each other, and returns a
-// context whose requests to those hosts use the slots. release gives them
-// back. A blob transfer streams from the source to several destinations at
-// the same time: taking its slots together is what prevents a deadlock
-// between transfers holding one host and waiting for another.
-func (l *limiter) Acquire(ctx context.Context, hosts ...string) (context.Context, func(), error) {
-	hosts = slices.Clone(hosts)
-	slices.Sort(hosts)
-	hosts = slices.Compact(hosts)
-	var taken []*hostLimit
-	release := func() {
-		for _, hl := range taken {
-			<-hl.sem
-		}
-	}
-	for _, h := range hosts {
-		hl := l.host(h)
-		select {
-		case hl.sem <- struct{}{}:
-			taken = append(taken, hl)
-		case <-ctx.Done():
-			release()
-			return ctx, func() {}, ctx.Err()
-		}
-	}
-	return withHeld(ctx, hosts), release, nil
-}
-
 func (l *limiter) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	hl := l.host(req.URL.Host)
 	if err := hl.rate.Wait(ctx); err != nil {
 		return nil, err
 	}
-	if !held(ctx, req.URL.Host) {
-		select {
-		case hl.sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		defer func() { <-hl.sem }()
+	select {
+	case hl.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
+	defer func() { <-hl.sem }()
 	resp, err := l.next.RoundTrip(req)
 	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
 		l.slowDown(hl)

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -21,17 +23,17 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
 // The operations below speak the OCI distribution API directly (auth comes
 // from go-containerregistry's transport): the promoter decides exactly which
 // requests are sent, which is what its request budget is about.
 
-// ManifestAccept lists the manifest media types the promoter reads.
-var ManifestAccept = strings.Join([]string{
-	string(types.OCIImageIndex), string(types.OCIManifestSchema1), string(types.DockerManifestList),
-	string(types.DockerManifestSchema2), string(types.DockerManifestSchema1), string(types.DockerManifestSchema1Signed),
-}, ", ")
+// manifestAccept lists the manifest media types the promoter reads.
+const manifestAccept = string(types.OCIImageIndex) + ", " + string(types.OCIManifestSchema1) + ", " + string(types.DockerManifestList) + ", " +
+	string(types.DockerManifestSchema2) + ", " + string(types.DockerManifestSchema1) + ", " + string(types.DockerManifestSchema1Signed)
 
 // metadataTimeout bounds every request that is not a blob transfer.
 const metadataTimeout = 2 * time.Minute
@@ -135,15 +137,49 @@ func (c *Client) do(ctx context.Context, repo name.Repository, scopes []string, 
 		return nil, err
 	}
 	req.Header.Set("User-Agent", UserAgent)
-	return t.RoundTrip(req)
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return resp, nil
 }
 
+// classify makes a failed request's error testable with errors.Is against
+// the regerr sentinels, keeping its message.
+func classify(err error) error {
+	var re *regerr.Error
+	if errors.As(err, &re) {
+		return err
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return registryError(err)
+	}
+	return temporary(err)
+}
+
+// check turns an answer with another status than codes into a typed
+// registry error (see regerr.Error; its message is go-containerregistry's).
 func check(resp *http.Response, codes ...int) error {
 	if err := transport.CheckError(resp, codes...); err != nil {
 		resp.Body.Close()
-		return err
+		return registryError(err)
 	}
 	return nil
+}
+
+// registryError wraps go-containerregistry's *transport.Error as a
+// *regerr.Error, keeping its status, codes and message.
+func registryError(err error) error {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	re := &regerr.Error{Status: te.StatusCode, Err: err}
+	for _, d := range te.Errors {
+		re.Codes = append(re.Codes, string(d.Code))
+	}
+	return re
 }
 
 // tagsPage is a tags/list answer, with the digest map that Google's
@@ -166,7 +202,7 @@ func (c *Client) ListTags(ctx context.Context, repo name.Repository) ([]string, 
 	var digests map[string]v1.Hash
 	for next != "" {
 		page, link, err := c.tagsPage(ctx, repo, next)
-		if IsNotFound(err) && tags == nil {
+		if errors.Is(err, regerr.ErrNotFound) && tags == nil {
 			return nil, nil, nil
 		}
 		if err != nil {
@@ -254,94 +290,150 @@ func (c *Client) manifestURL(ref name.Reference) string {
 	return c.repoURL(ref.Context(), "/manifests/"+ref.Identifier())
 }
 
-// Head returns the descriptor of a manifest, or nil when it does not exist.
-func (c *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+// Resolve returns the descriptor of the manifest at ref (a tag or a
+// digest) with one HEAD request. A manifest that does not exist is an
+// error matching regerr.ErrNotFound.
+func (c *Client) Resolve(ctx context.Context, ref name.Reference) (v1.Descriptor, error) {
 	ref = c.ref(ref)
 	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.manifestURL(ref), nil)
 	if err != nil {
-		return nil, err
+		return v1.Descriptor{}, err
 	}
-	req.Header.Set("Accept", ManifestAccept)
+	req.Header.Set("Accept", manifestAccept)
 	resp, err := c.do(ctx, ref.Context(), []string{pull(ref.Context())}, req)
 	if err != nil {
-		return nil, err
+		return v1.Descriptor{}, err
 	}
 	if err := check(resp, http.StatusOK); err != nil {
-		if IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
+		return v1.Descriptor{}, err
 	}
 	resp.Body.Close()
 	h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest"))
 	if err != nil {
 		// Some registries omit the digest on HEAD: read the manifest.
-		raw, mt, d, gerr := c.GetManifest(ctx, ref)
-		if gerr != nil {
-			return nil, gerr
-		}
-		return &v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: d}, nil
+		_, desc, gerr := c.FetchManifest(ctx, ref)
+		return desc, gerr
 	}
 	size, _ := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64)
-	return &v1.Descriptor{MediaType: types.MediaType(resp.Header.Get("Content-Type")), Size: size, Digest: h}, nil
+	return v1.Descriptor{MediaType: types.MediaType(resp.Header.Get("Content-Type")), Size: size, Digest: h}, nil
 }
 
-// GetManifest reads a manifest's exact bytes. For a digest reference the
+// FetchManifest reads a manifest's exact bytes and describes them (media
+// type as served, size, digest of the bytes). For a digest reference the
 // bytes are verified against it.
-func (c *Client) GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error) {
+func (c *Client) FetchManifest(ctx context.Context, ref name.Reference) ([]byte, v1.Descriptor, error) {
 	ref = c.ref(ref)
 	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.manifestURL(ref), nil)
 	if err != nil {
-		return nil, "", v1.Hash{}, err
+		return nil, v1.Descriptor{}, err
 	}
-	req.Header.Set("Accept", ManifestAccept)
+	req.Header.Set("Accept", manifestAccept)
 	resp, err := c.do(ctx, ref.Context(), []string{pull(ref.Context())}, req)
 	if err != nil {
-		return nil, "", v1.Hash{}, err
+		return nil, v1.Descriptor{}, err
 	}
 	if err := check(resp, http.StatusOK); err != nil {
-		return nil, "", v1.Hash{}, err
+		return nil, v1.Descriptor{}, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, "", v1.Hash{}, err
+		return nil, v1.Descriptor{}, temporary(err)
 	}
 	sum := sha256.Sum256(raw)
 	d := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 	if want, ok := ref.(name.Digest); ok && want.DigestStr() != d.String() {
-		return nil, "", v1.Hash{}, fmt.Errorf("%s: registry served a manifest with digest %s", ref, d)
+		return nil, v1.Descriptor{}, fmt.Errorf("%s: registry served a manifest with digest %s", ref, d)
 	}
-	return raw, types.MediaType(resp.Header.Get("Content-Type")), d, nil
+	return raw, v1.Descriptor{MediaType: types.MediaType(resp.Header.Get("Content-Type")), Size: int64(len(raw)), Digest: d}, nil
 }
 
-// PutManifest writes a manifest at ref (a digest or a tag).
-func (c *Client) PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) error {
+// PutManifest writes a manifest at ref (a digest or a tag). subject is the
+// OCI-Subject header of the answer: the digest of the manifest's subject
+// when the registry indexed it for the referrers API; zero when the
+// registry did not say so (then a client keeps the referrers tag schema up
+// to date itself).
+func (c *Client) PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) (subject v1.Hash, err error) {
 	ref = c.ref(ref)
 	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.manifestURL(ref), bytes.NewReader(raw))
 	if err != nil {
-		return err
+		return v1.Hash{}, err
 	}
 	req.Header.Set("Content-Type", string(mt))
 	resp, err := c.do(ctx, ref.Context(), []string{push(ref.Context())}, req)
 	if err != nil {
-		return err
+		return v1.Hash{}, err
 	}
 	if err := check(resp, http.StatusOK, http.StatusCreated, http.StatusAccepted); err != nil {
-		return err
+		return v1.Hash{}, err
 	}
 	resp.Body.Close()
-	return nil
+	if h, err := v1.NewHash(resp.Header.Get("OCI-Subject")); err == nil {
+		subject = h
+	}
+	return subject, nil
 }
 
-// HasBlob reports whether a blob is in the repository.
-func (c *Client) HasBlob(ctx context.Context, repo name.Repository, d v1.Hash) (bool, error) {
+// Referrers returns the referrers of the manifest subject in repo through
+// the OCI referrers API (GET /v2/<name>/referrers/<digest>), following
+// pagination. A registry without the API (it answers 404) gives an error
+// matching regerr.ErrUnsupported; a registry with it answers an empty index
+// for a subject nothing refers to.
+func (c *Client) Referrers(ctx context.Context, repo name.Repository, subject v1.Hash) (*v1.IndexManifest, error) {
+	repo = c.Repo(repo)
+	out := &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	next := c.repoURL(repo, "/referrers/"+subject.String())
+	seen := map[string]bool{}
+	for next != "" {
+		if seen[next] {
+			return nil, fmt.Errorf("referrers of %s@%s: pagination does not end (%s)", repo, subject, next)
+		}
+		seen[next] = true
+		page, link, err := c.referrersPage(ctx, repo, next)
+		if err != nil {
+			if regerr.Status(err) == http.StatusNotFound && len(seen) == 1 {
+				return nil, regerr.Unsupported(fmt.Errorf("referrers of %s@%s: %w", repo, subject, err))
+			}
+			return nil, fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
+		}
+		out.Manifests = append(out.Manifests, page.Manifests...)
+		next = link
+	}
+	return out, nil
+}
+
+func (c *Client) referrersPage(ctx context.Context, repo name.Repository, u string) (*v1.IndexManifest, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Accept", string(types.OCIImageIndex))
+	resp, err := c.do(ctx, repo, []string{pull(repo)}, req)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := check(resp, http.StatusOK); err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	var page v1.IndexManifest
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&page); err != nil {
+		return nil, "", err
+	}
+	next, err := nextLink(resp, req.URL)
+	return &page, next, err
+}
+
+// BlobExists reports whether a blob is in the repository.
+func (c *Client) BlobExists(ctx context.Context, repo name.Repository, d v1.Hash) (bool, error) {
 	repo = c.Repo(repo)
 	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
 	defer cancel()
@@ -354,7 +446,7 @@ func (c *Client) HasBlob(ctx context.Context, repo name.Repository, d v1.Hash) (
 		return false, err
 	}
 	if err := check(resp, http.StatusOK); err != nil {
-		if IsNotFound(err) {
+		if errors.Is(err, regerr.ErrNotFound) {
 			return false, nil
 		}
 		return false, err
@@ -363,9 +455,81 @@ func (c *Client) HasBlob(ctx context.Context, repo name.Repository, d v1.Hash) (
 	return true, nil
 }
 
-// GetBlob opens a blob for reading. The caller closes it.
-func (c *Client) GetBlob(ctx context.Context, repo name.Repository, d v1.Hash) (io.ReadCloser, error) {
+// FetchBlob opens the blob desc for reading; the caller closes it. The
+// bytes are not verified here (the caller hashes what it reads). A body cut
+// off by a transient failure is read again, on the client's retry
+// schedule, from where it was cut: the reader sees one whole blob.
+func (c *Client) FetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) (io.ReadCloser, error) {
 	repo = c.Repo(repo)
+	rc, err := c.getBlob(ctx, repo, desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	return &resumingBody{c: c, ctx: ctx, repo: repo, d: desc.Digest, rc: rc}, nil
+}
+
+// resumingBody is a blob's body that reads the blob again after a transient
+// failure and skips what was already delivered (registries need not honour
+// range requests; the skipped bytes are re-read, not re-delivered).
+type resumingBody struct {
+	c        *Client
+	ctx      context.Context
+	repo     name.Repository
+	d        v1.Hash
+	rc       io.ReadCloser
+	n        int64 // bytes delivered
+	attempts int
+}
+
+func (b *resumingBody) Read(p []byte) (int, error) {
+	for {
+		n, err := b.rc.Read(p)
+		b.n += int64(n)
+		if err == nil || err == io.EOF || !isTransient(err) {
+			return n, err
+		}
+		if rerr := b.resume(err); rerr != nil {
+			return n, rerr
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// resume opens the blob again after err and skips the delivered bytes.
+func (b *resumingBody) resume(err error) error {
+	bo := b.c.o.backoff
+	b.rc.Close()
+	b.rc = io.NopCloser(strings.NewReader(""))
+	for {
+		b.attempts++
+		if b.attempts >= bo.Steps {
+			return regerr.Temporary(fmt.Errorf("after %d attempts: %w", b.attempts, err))
+		}
+		wait := jitter(time.Duration(float64(bo.Duration)*math.Pow(bo.Factor, float64(b.attempts-1))), bo.Jitter)
+		b.c.o.logger.Warn("reading blob again", "blob", b.d.String(), "repository", b.repo.String(), "offset", b.n, "error", err, "wait", wait.Round(time.Millisecond))
+		if serr := sleep(b.ctx, wait); serr != nil {
+			return serr
+		}
+		rc, gerr := b.c.getBlob(b.ctx, b.repo, b.d)
+		if gerr != nil {
+			return gerr
+		}
+		if _, err = io.CopyN(io.Discard, rc, b.n); err == nil {
+			b.rc = rc
+			return nil
+		}
+		rc.Close()
+		if !isTransient(err) {
+			return err
+		}
+	}
+}
+
+func (b *resumingBody) Close() error { return b.rc.Close() }
+
+func (c *Client) getBlob(ctx context.Context, repo name.Repository, d v1.Hash) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.repoURL(repo, "/blobs/"+d.String()), nil)
 	if err != nil {
 		return nil, err
@@ -380,12 +544,56 @@ func (c *Client) GetBlob(ctx context.Context, repo name.Repository, d v1.Hash) (
 	return resp.Body, nil
 }
 
-// StartUpload opens an upload of blob d into repo. When from is set (a
+// PushBlob uploads the blob desc into repo: one upload session, the whole
+// blob in one PUT. When content can seek (a file, a bytes.Reader), an
+// upload that fails in a transient way is started again in a new session
+// from the beginning of content, as the client's retry policy allows;
+// content that cannot seek is sent once.
+func (c *Client) PushBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor, content io.Reader) error {
+	repo = c.Repo(repo)
+	return c.retryUpload(ctx, repo, desc.Digest, content, func(body io.Reader) error {
+		mounted, loc, err := c.startUpload(ctx, repo, desc.Digest, nil)
+		if err != nil || mounted {
+			return err
+		}
+		return c.finishUpload(ctx, repo, loc, desc, body)
+	})
+}
+
+// MountBlob asks the registry to link the blob desc into repo from the
+// repository from of the same registry (a cross-repository mount: nothing
+// is uploaded) and reports whether it did. When the registry refuses, the
+// blob is uploaded instead, into the session the registry opened, from
+// getContent (called only then; content that can seek is sent again after a
+// transient failure, like PushBlob's).
+func (c *Client) MountBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor, from name.Repository, getContent func() (io.ReadCloser, error)) (bool, error) {
+	repo = c.Repo(repo)
+	mounted, loc, err := c.startUpload(ctx, repo, desc.Digest, &from)
+	if err != nil || mounted {
+		return mounted, err
+	}
+	rc, err := getContent()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	first := true
+	return false, c.retryUpload(ctx, repo, desc.Digest, rc, func(body io.Reader) error {
+		if !first {
+			if _, loc, err = c.startUpload(ctx, repo, desc.Digest, nil); err != nil {
+				return err
+			}
+		}
+		first = false
+		return c.finishUpload(ctx, repo, loc, desc, body)
+	})
+}
+
+// startUpload opens an upload of blob d into repo. When from is set (a
 // repository of the same registry known to hold the blob), it asks for a
 // cross-repository mount first: mounted is true when the registry did so,
 // and no upload is needed. Otherwise location is where to PUT the blob.
-func (c *Client) StartUpload(ctx context.Context, repo name.Repository, d v1.Hash, from *name.Repository) (mounted bool, location string, err error) {
-	repo = c.Repo(repo)
+func (c *Client) startUpload(ctx context.Context, repo name.Repository, d v1.Hash, from *name.Repository) (mounted bool, location string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
 	defer cancel()
 	u := c.repoURL(repo, "/blobs/uploads/")
@@ -416,23 +624,24 @@ func (c *Client) StartUpload(ctx context.Context, repo name.Repository, d v1.Has
 	return false, loc.String(), nil
 }
 
-// FinishUpload sends the whole blob in one PUT to an upload location (a
-// monolithic upload: one request after StartUpload).
-func (c *Client) FinishUpload(ctx context.Context, repo name.Repository, location string, d v1.Hash, body io.Reader, size int64) error {
-	repo = c.Repo(repo)
+// finishUpload sends the whole blob in one PUT to an upload location (a
+// monolithic upload: one request after startUpload).
+func (c *Client) finishUpload(ctx context.Context, repo name.Repository, location string, desc v1.Descriptor, body io.Reader) error {
 	u, err := url.Parse(location)
 	if err != nil {
 		return err
 	}
 	q := u.Query()
-	q.Set("digest", d.String())
+	q.Set("digest", desc.Digest.String())
 	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), body)
+	// NopCloser: the transport must not close the content (a file is sent
+	// again from its start after a failure), nor guess its length.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), io.NopCloser(body))
 	if err != nil {
 		return err
 	}
-	req.ContentLength = size
-	if size == 0 {
+	req.ContentLength = desc.Size
+	if desc.Size == 0 {
 		req.Body = http.NoBody
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
@@ -445,11 +654,4 @@ func (c *Client) FinishUpload(ctx context.Context, repo name.Repository, locatio
 	}
 	resp.Body.Close()
 	return nil
-}
-
-// Acquire takes a concurrency slot on every registry host of a transfer at
-// once (see limiter.Acquire); requests made with the returned context use
-// those slots.
-func (c *Client) Acquire(ctx context.Context, hosts ...string) (context.Context, func(), error) {
-	return c.lim.Acquire(ctx, hosts...)
 }

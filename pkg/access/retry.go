@@ -9,28 +9,31 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
-// retryTransport is the one layer that retries registry requests: transient
-// status codes (RetryStatusCodes) and transient network errors, with jittered
-// exponential backoff, honouring Retry-After, and waiting in a way that
-// context cancellation interrupts at once.
+// retryTransport is the request half of the one layer that retries registry
+// requests: transient status codes (regerr.TemporaryStatus) and transient
+// network errors, with jittered exponential backoff, honouring Retry-After,
+// and waiting in a way that context cancellation interrupts at once.
 //
 // Requests inside a blob upload session (PATCH, and PUT to the session) are
 // not retried here: replaying them against a session that already received
-// part of the blob is rejected by registries. The transfer engine retries the
-// whole upload instead (a new session, the blob sent again from its local
-// copy), which is the only other place a retry happens; errors already
-// retried here are marked (exhaustedError) so that it never retries them
-// again (see RetryUpload).
+// part of the blob is rejected by registries. The other half of the layer,
+// Client.retryUpload, starts the whole upload again instead (a new session,
+// the content sent again from its beginning), on the same schedule. Errors
+// already retried here are marked (exhaustedError) so that it never retries
+// them again.
 type retryTransport struct {
 	next         http.RoundTripper
 	backoff      remote.Backoff
@@ -57,19 +60,82 @@ func isTransient(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
-// RetryUpload reports whether a failed blob upload is worth starting again
+// temporary marks a transient network error as regerr.ErrTemporary.
+func temporary(err error) error {
+	if isTransient(err) {
+		return regerr.Temporary(err)
+	}
+	return err
+}
+
+// restartable reports whether a failed blob upload is worth starting again
 // in a new session: a transient failure inside an upload session, which
-// this layer does not replay. Errors this layer already retried are not.
-func RetryUpload(err error) bool {
+// retryTransport does not replay. Errors it already retried are not.
+func restartable(err error) bool {
 	var ex *exhaustedError
 	if errors.As(err, &ex) {
 		return false
 	}
+	if s := regerr.Status(err); s != 0 {
+		return regerr.TemporaryStatus(s)
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
-		return slices.Contains(RetryStatusCodes, te.StatusCode)
+		return regerr.TemporaryStatus(te.StatusCode)
 	}
 	return isTransient(err)
+}
+
+// contentReader remembers whether reading the content of an upload failed:
+// such a failure is the content's, not the registry's, and is not retried.
+type contentReader struct {
+	r   io.Reader
+	err error
+}
+
+func (c *contentReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
+}
+
+// retryUpload runs upload (one whole upload: a session and its PUT) with
+// body reading content, and runs it again from the start of content after
+// a transient failure, on the client's retry schedule, when content can
+// seek. Content that cannot seek is sent once.
+func (c *Client) retryUpload(ctx context.Context, repo name.Repository, d v1.Hash, content io.Reader, upload func(body io.Reader) error) error {
+	seeker, canSeek := content.(io.Seeker)
+	b := c.o.backoff
+	delay := b.Duration
+	for attempt := 1; ; attempt++ {
+		body := &contentReader{r: content}
+		err := upload(body)
+		if err == nil || body.err != nil || !canSeek || attempt >= b.Steps || !restartable(err) {
+			return err
+		}
+		wait := jitter(delay, b.Jitter)
+		delay = time.Duration(float64(delay) * b.Factor)
+		c.o.logger.Warn("uploading again", "blob", d.String(), "repository", repo.String(), "attempt", attempt, "error", err, "wait", wait.Round(time.Millisecond))
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		if _, err := seeker.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // inUploadSession reports whether a request continues an upload session.
@@ -87,7 +153,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	delay := t.backoff.Duration
 	for attempt := 1; ; attempt++ {
 		resp, err := t.next.RoundTrip(req)
-		transient := isTransient(err) || (err == nil && slices.Contains(RetryStatusCodes, resp.StatusCode))
+		transient := isTransient(err) || (err == nil && regerr.TemporaryStatus(resp.StatusCode))
 		if !transient || !replayable {
 			return resp, err
 		}
@@ -96,7 +162,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return nil, &exhaustedError{fmt.Errorf("after %d attempts: %w", attempt, err)}
 			}
 			// The registry's typed error (code, status), marked as retried.
-			terr := transport.CheckError(resp)
+			terr := registryError(transport.CheckError(resp))
 			resp.Body.Close()
 			return nil, &exhaustedError{terr}
 		}
@@ -113,12 +179,8 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		t.log.Warn("retrying registry request", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path,
 			"attempt", attempt, "status", status, "error", errString(err), "wait", wait.Round(time.Millisecond))
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
-		case <-timer.C:
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
 		}
 		if req.GetBody != nil {
 			body, gerr := req.GetBody()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
 // scripted answers each request with the next status of the script (200
@@ -82,10 +84,10 @@ func TestRetryTransport(t *testing.T) {
 			}
 			if tt.wantErr {
 				var ex *exhaustedError
-				if !errors.As(err, &ex) || StatusCode(err) != 500 {
+				if !errors.As(err, &ex) || regerr.Status(err) != 500 {
 					t.Fatalf("err = %v, want an exhausted registry error with status 500", err)
 				}
-				if RetryUpload(err) {
+				if restartable(err) {
 					t.Error("an exhausted error must not be retried again by the upper layer")
 				}
 				return

@@ -21,13 +21,16 @@ import (
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/manifest"
 	"github.com/imgpromoter/promoter/pkg/names"
+	"github.com/imgpromoter/promoter/pkg/regerr"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
 // Registry is what Add reads from the staging registry (access.Client
 // implements it).
 type Registry interface {
-	Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error)
+	// Resolve returns a manifest's descriptor; one that does not exist is
+	// an error matching regerr.ErrNotFound.
+	Resolve(ctx context.Context, ref name.Reference) (v1.Descriptor, error)
 	ListTags(ctx context.Context, repo name.Repository) ([]string, map[string]v1.Hash, error)
 }
 
@@ -243,13 +246,13 @@ func resolve(ctx context.Context, reg Registry, repo name.Repository, req Reques
 	g.SetLimit(8)
 	head := func(ref name.Reference, key string) {
 		g.Go(func() error {
-			desc, err := reg.Head(gctx, ref)
-			if err != nil {
+			desc, err := reg.Resolve(gctx, ref)
+			if err != nil && !errors.Is(err, regerr.ErrNotFound) {
 				return fmt.Errorf("looking up %s: %w", ref, err)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if desc == nil {
+			if err != nil {
 				missing = append(missing, key)
 				return nil
 			}

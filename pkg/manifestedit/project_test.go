@@ -44,7 +44,7 @@ func (s *staging) registries() string {
 
 func client(t *testing.T) *access.Client {
 	t.Helper()
-	c, err := access.New(access.WithRetryBackoff(access.FastBackoff))
+	c, err := access.New(testenv.FastRetries())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,8 +38,8 @@ type ImageSummary struct {
 
 // DescribeReader is what Describe reads from the source registry.
 type DescribeReader interface {
-	GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error)
-	GetBlob(ctx context.Context, repo name.Repository, d v1.Hash) (io.ReadCloser, error)
+	FetchManifest(ctx context.Context, ref name.Reference) ([]byte, v1.Descriptor, error)
+	FetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) (io.ReadCloser, error)
 }
 
 // Summaries groups the plan's actions by image, refused ones first, then by
@@ -114,9 +114,13 @@ func Describe(ctx context.Context, r DescribeReader, p *Plan, limit int) error {
 			var mt types.MediaType
 			if it, ok := known[s.Digest]; ok {
 				raw, mt = it.Manifest, it.MediaType
-			} else if raw, mt, _, err = r.GetManifest(gctx, repo.Digest(s.Digest)); err != nil {
-				s.Error = "reading the source: " + err.Error()
-				return nil
+			} else {
+				var desc v1.Descriptor
+				if raw, desc, err = r.FetchManifest(gctx, repo.Digest(s.Digest)); err != nil {
+					s.Error = "reading the source: " + err.Error()
+					return nil
+				}
+				mt = desc.MediaType
 			}
 			if err := describe(gctx, r, repo, raw, mt, s); err != nil {
 				s.Error = err.Error()
@@ -139,7 +143,7 @@ func describe(ctx context.Context, r DescribeReader, repo name.Repository, raw [
 			if d.Platform != nil {
 				s.Platforms = append(s.Platforms, platformString(d.Platform))
 			}
-			craw, _, _, err := r.GetManifest(ctx, repo.Digest(d.Digest.String()))
+			craw, _, err := r.FetchManifest(ctx, repo.Digest(d.Digest.String()))
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", d.Digest, err)
 			}
@@ -159,7 +163,7 @@ func describe(ctx context.Context, r DescribeReader, repo name.Repository, raw [
 	if m.Config.Size > 1<<20 {
 		return nil // not an image config: no platform
 	}
-	rc, err := r.GetBlob(ctx, repo, m.Config.Digest)
+	rc, err := r.FetchBlob(ctx, repo, m.Config)
 	if err != nil {
 		return fmt.Errorf("reading config: %w", err)
 	}

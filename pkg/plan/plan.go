@@ -7,6 +7,7 @@ package plan
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -19,9 +20,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
-	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/edge"
+	"github.com/imgpromoter/promoter/pkg/regerr"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -132,10 +133,13 @@ type Reader interface {
 	// ListTags lists a repository's tags and, when the registry says so in
 	// the same answer (Google's registries do), each tag's digest.
 	ListTags(ctx context.Context, repo name.Repository) ([]string, map[string]v1.Hash, error)
-	Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error)
-	// GetManifest reads a manifest (used for the source of each copy: the
-	// bytes are kept for the transfer, so the check costs no extra request).
-	GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error)
+	// Resolve describes the manifest at ref; one that does not exist is an
+	// error matching regerr.ErrNotFound.
+	Resolve(ctx context.Context, ref name.Reference) (v1.Descriptor, error)
+	// FetchManifest reads a manifest (used for the source of each copy:
+	// the bytes are kept for the transfer, so the check costs no extra
+	// request).
+	FetchManifest(ctx context.Context, ref name.Reference) ([]byte, v1.Descriptor, error)
 }
 
 // Option configures Make.
@@ -286,9 +290,12 @@ func (p *planner) headAll(ctx context.Context, refs map[string]name.Reference) m
 		go func() {
 			defer wg.Done()
 			defer p.heads.Release(1)
-			desc, err := p.r.Head(ctx, ref)
+			desc, err := p.r.Resolve(ctx, ref)
 			st := state{err: err}
-			if desc != nil {
+			switch {
+			case errors.Is(err, regerr.ErrNotFound):
+				st.err = nil
+			case err == nil:
 				st.present, st.digest = true, desc.Digest
 			}
 			mu.Lock()
@@ -458,9 +465,9 @@ func (p *planner) checkSources(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer p.heads.Release(1)
-			raw, mt, _, err := p.r.GetManifest(ctx, p.sources[k])
+			raw, desc, err := p.r.FetchManifest(ctx, p.sources[k])
 			mu.Lock()
-			found[k] = got{raw, mt, err}
+			found[k] = got{raw, desc.MediaType, err}
 			mu.Unlock()
 		}()
 	}
@@ -478,7 +485,7 @@ func (p *planner) checkSources(ctx context.Context) error {
 			continue
 		}
 		class, reason := MissingSource, fmt.Sprintf("%s is not in the source registry", p.sources[k])
-		if !access.IsNotFound(st.err) {
+		if !errors.Is(st.err, regerr.ErrNotFound) {
 			class, reason = Error, "reading the source: "+st.err.Error()
 		}
 		for _, c := range copies {

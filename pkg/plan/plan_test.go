@@ -195,7 +195,7 @@ func TestUnreachableDestinationOnlyFailsItsEdges(t *testing.T) {
 	d := testenv.PushImage(t, staging+"/s/app", 1)
 	// 127.0.0.1:1 refuses connections: its edges are errors, prod's are not.
 	yaml := fmt.Sprintf("registries:\n- name: %s/s\n  src: true\n- name: %s/p\n- name: 127.0.0.1:1/p\nimages:\n- name: app\n  dmap:\n    %q: [\"1.0\"]\n", staging, prod, d)
-	client, err := access.New(access.WithRetryBackoff(access.FastBackoff))
+	client, err := access.New(testenv.FastRetries())
 	if err != nil {
 		t.Fatal(err)
 	}

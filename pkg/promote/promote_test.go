@@ -17,6 +17,7 @@ import (
 
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/access"
+	"github.com/imgpromoter/promoter/pkg/regerr"
 	"github.com/imgpromoter/promoter/pkg/manifest"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
@@ -35,7 +36,7 @@ func newHarness(t *testing.T, yaml string) *harness {
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	client, err := access.New(access.WithRetryBackoff(access.FastBackoff))
+	client, err := access.New(testenv.FastRetries())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +230,7 @@ func TestOneFailingDestinationDoesNotBlockTheOther(t *testing.T) {
 			if !errors.As(r.Err, &ce) || ce.Side != promote.SideDestination {
 				t.Errorf("failure %v should be a destination CopyError", r.Err)
 			}
-			if access.StatusCode(r.Err) != http.StatusInternalServerError {
+			if regerr.Status(r.Err) != http.StatusInternalServerError {
 				t.Errorf("failure %v should keep the registry's status code", r.Err)
 			}
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imgpromoter/promoter/pkg/access"
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
 // Lister lists a registry's repositories and a repository's tags.
@@ -27,9 +27,10 @@ type Lister interface {
 
 // Reader reads manifests.
 type Reader interface {
-	// Head returns a manifest's descriptor, or nil when there is none.
-	Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error)
-	GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error)
+	// Resolve returns a manifest's descriptor; one that does not exist is
+	// an error matching regerr.ErrNotFound.
+	Resolve(ctx context.Context, ref name.Reference) (v1.Descriptor, error)
+	FetchManifest(ctx context.Context, ref name.Reference) ([]byte, v1.Descriptor, error)
 }
 
 // Registry is the registry access Take needs (an *access.Client).
@@ -118,7 +119,7 @@ func repositories(ctx context.Context, r Lister, p Prefix, c config) ([]*repo, e
 	}
 	names, err := r.Catalog(ctx, p.Registry, 0)
 	if err != nil {
-		if access.CatalogUnavailable(err) {
+		if errors.Is(err, regerr.ErrUnsupported) {
 			return nil, fmt.Errorf("%w: %w", ErrNoCatalog, err) // err names the registry
 		}
 		return nil, err
@@ -209,13 +210,13 @@ func (t *taker) resolveTags(ctx context.Context, repos []*repo) error {
 			}
 			eg.Go(func() error {
 				ref := rp.ref.Tag(tag)
-				desc, err := t.r.Head(gctx, ref)
-				if err != nil {
-					return fmt.Errorf("resolving %s: %w", ref, err)
-				}
-				if desc == nil {
+				desc, err := t.r.Resolve(gctx, ref)
+				if errors.Is(err, regerr.ErrNotFound) {
 					t.c.logger.Debug("tag gone since it was listed", "tag", ref.String())
 					return nil
+				}
+				if err != nil {
+					return fmt.Errorf("resolving %s: %w", ref, err)
 				}
 				t.record(rp.rel, desc.Digest, tag, desc.MediaType)
 				return nil
@@ -279,7 +280,8 @@ type indexManifest struct {
 // expand reads one manifest and, if it is an index, records its children.
 func (t *taker) expand(ctx context.Context, k manifestKey) error {
 	ref := t.repos[k.rel].Digest(k.digest.String())
-	raw, mt, _, err := t.r.GetManifest(ctx, ref)
+	raw, desc, err := t.r.FetchManifest(ctx, ref)
+	mt := desc.MediaType
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", ref, err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/access"
+	"github.com/imgpromoter/promoter/pkg/regerr"
 	"github.com/imgpromoter/promoter/pkg/manifest"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/snapshot"
@@ -263,7 +264,7 @@ func TestNoCatalog(t *testing.T) {
 	if !errors.Is(err, snapshot.ErrNoCatalog) {
 		t.Fatalf("error = %v, want ErrNoCatalog", err)
 	}
-	if access.StatusCode(err) != http.StatusNotFound {
+	if regerr.Status(err) != http.StatusNotFound {
 		t.Errorf("the registry's answer is lost: %v", err)
 	}
 	s := take(t, host+"/p", snapshot.WithRepos("app"))
@@ -292,7 +293,7 @@ func TestTakeFailure(t *testing.T) {
 	testenv.PushImage(t, host+"/p/app:broken", 2)
 	p, _ := snapshot.ParsePrefix(host + "/p")
 	_, err := snapshot.Take(context.Background(), newClient(t), p)
-	if err == nil || access.StatusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), "app:broken") {
+	if err == nil || regerr.Status(err) != http.StatusForbidden || !strings.Contains(err.Error(), "app:broken") {
 		t.Errorf("error = %v, want the 403 of app:broken", err)
 	}
 }

@@ -7,19 +7,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-
-	"github.com/imgpromoter/promoter/pkg/access"
 )
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // local is a re-readable copy of a blob: in memory or spilled to a file.
 type local struct {
@@ -27,11 +23,13 @@ type local struct {
 	file string
 }
 
+// open returns the copy's content; it can seek, so that the registry
+// access layer can send it again after a transient failure.
 func (l *local) open() (io.ReadCloser, error) {
 	if l.file != "" {
 		return os.Open(l.file)
 	}
-	return io.NopCloser(bytes.NewReader(l.data)), nil
+	return nopSeekCloser{bytes.NewReader(l.data)}, nil
 }
 
 func (l *local) close() {
@@ -40,9 +38,16 @@ func (l *local) close() {
 	}
 }
 
+type nopSeekCloser struct{ *bytes.Reader }
+
+func (nopSeekCloser) Close() error { return nil }
+
 // runTask brings one blob into every repository that needs it: one source
-// read, one upload per destination registry, mounts for the rest.
+// read, one upload per destination registry, mounts for the rest. Whatever
+// happens (a failure, a panic of the registry access), every repository of
+// the task is settled when it returns, so no job waits for it forever.
 func (e *engine) runTask(ctx context.Context, t *task) {
+	defer e.settleAll(t)
 	d := t.desc.Digest
 	if _, ok := t.targets[t.source.RegistryStr()]; ok {
 		// Promoting within one registry: the source repository holds it.
@@ -85,6 +90,41 @@ func (e *engine) runTask(ctx context.Context, t *task) {
 	}
 }
 
+// settleAll settles every repository of the task that the task left
+// unsettled: as present when it is (written meanwhile under the same
+// digest), with an error otherwise; a panic of the task becomes that error.
+func (e *engine) settleAll(t *task) {
+	err := errors.New("blob transfer ended without a result")
+	if r := recover(); r != nil {
+		err = panicError(r)
+		e.cfg.logger.Error("blob transfer panicked", "blob", t.desc.Digest.String(), "panic", r)
+	}
+	for _, repos := range t.targets {
+		for _, repo := range repos {
+			k := repoBlob{repo.Name(), t.desc.Digest}
+			e.mu.Lock()
+			_, waiting := e.dependents[k]
+			present := e.present[k]
+			e.mu.Unlock()
+			switch {
+			case waiting && present:
+				e.setBlob(repo, t.desc.Digest, nil)
+			case waiting:
+				e.setBlob(repo, t.desc.Digest, &Error{Side: SideDestination, Ref: repo.Digest(t.desc.Digest.String()).String(), Err: err})
+			}
+		}
+	}
+}
+
+func panicError(r any) error { return fmt.Errorf("blob transfer failed: %v", r) }
+
+// recoverInto turns a panic of a goroutine sending a blob into its error.
+func recoverInto(err *error) {
+	if r := recover(); r != nil {
+		*err = panicError(r)
+	}
+}
+
 func (e *engine) isPresent(repo name.Repository, d v1.Hash) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -113,224 +153,188 @@ func hostOf(repo string) string {
 	return repo
 }
 
-// mount asks the registry to link the blob from another repository; if it
-// will not, the blob is uploaded from the local copy (or read again).
+// mount links the blob into repo from another repository of its registry;
+// when the registry will not (or cannot mount at all), the blob is uploaded
+// from the local copy (read from the source when there is none yet).
 func (e *engine) mount(ctx context.Context, t *task, repo, from name.Repository, copyOf **local) error {
-	d := t.desc.Digest
-	mounted, loc, err := e.reg.StartUpload(ctx, repo, d, &from)
+	content := func() (io.ReadCloser, error) {
+		if *copyOf == nil {
+			l, err := e.fetchLocal(ctx, t)
+			if err != nil {
+				return nil, err
+			}
+			*copyOf = l
+		}
+		return e.resendCounted((*copyOf).open())
+	}
+	m, ok := e.reg.(Mounter)
+	if !ok {
+		rc, err := content()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		return e.push(ctx, repo, t, rc)
+	}
+	mounted, err := m.MountBlob(ctx, repo, t.desc, from, content)
 	if err != nil {
-		return &Error{Side: SideDestination, Ref: repo.Digest(d.String()).String(), Err: err}
+		var te *Error
+		if errors.As(err, &te) {
+			return err // the local copy could not be made: a source error
+		}
+		return &Error{Side: SideDestination, Ref: repo.Digest(t.desc.Digest.String()).String(), Err: err}
 	}
 	if mounted {
 		atomic.AddInt64(&e.stats.Mounts, 1)
-		return nil
+	} else {
+		atomic.AddInt64(&e.stats.Uploads, 1)
 	}
-	// Refused: upload into the session the registry opened instead.
-	open, err := e.opener(ctx, t, copyOf)
-	if err != nil {
-		return err
-	}
-	rc, err := open()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if err := e.reg.FinishUpload(ctx, repo, loc, d, rc, t.desc.Size); err != nil {
-		return e.upload(ctx, repo, t, open, err)
+	return nil
+}
+
+// push uploads the blob into repo from content.
+func (e *engine) push(ctx context.Context, repo name.Repository, t *task, content io.Reader) error {
+	if err := e.reg.PushBlob(ctx, repo, t.desc, content); err != nil {
+		return &Error{Side: SideDestination, Ref: repo.Digest(t.desc.Digest.String()).String(), Err: err}
 	}
 	atomic.AddInt64(&e.stats.Uploads, 1)
 	return nil
 }
 
-// opener returns a way to read the blob again: from the local copy, or, when
-// there is none, by reading the source again (kept locally from then on).
-func (e *engine) opener(ctx context.Context, t *task, copyOf **local) (func() (io.ReadCloser, error), error) {
-	if *copyOf == nil {
-		l, err := e.fetchLocal(ctx, t)
-		if err != nil {
-			return nil, err
-		}
-		*copyOf = l
+// resent counts, in Stats.UploadRetries, each time the registry access
+// layer starts sending a blob's content again (it seeks back to the start
+// to retry an upload in a new session).
+type resent struct {
+	io.ReadSeeker
+	io.Closer
+	read    bool
+	retries *int64
+}
+
+func (r *resent) Read(p []byte) (int, error) {
+	r.read = true
+	return r.ReadSeeker.Read(p)
+}
+
+func (r *resent) Seek(offset int64, whence int) (int64, error) {
+	if r.read {
+		r.read = false
+		atomic.AddInt64(r.retries, 1)
 	}
-	return (*copyOf).open, nil
+	return r.ReadSeeker.Seek(offset, whence)
+}
+
+func (e *engine) resendCounted(rc io.ReadCloser, err error) (io.ReadCloser, error) {
+	if err != nil {
+		return nil, err
+	}
+	rs, ok := rc.(io.ReadSeeker)
+	if !ok {
+		return rc, nil
+	}
+	return &resent{ReadSeeker: rs, Closer: rc, retries: &e.stats.UploadRetries}, nil
 }
 
 // sendToAll reads the blob from the source once and sends it to each
 // repository in uploads (one per registry). It returns a local copy when it
 // made one, and an error per upload.
 func (e *engine) sendToAll(ctx context.Context, t *task, uploads []name.Repository) (*local, []error) {
+	if t.desc.Size > e.cfg.memLimit {
+		return e.stream(ctx, t, uploads)
+	}
 	errs := make([]error, len(uploads))
-	var l *local
-	var srcErr error
-	if t.desc.Size <= e.cfg.memLimit {
-		l, srcErr = e.fetchLocal(ctx, t)
-		if srcErr == nil {
-			var wg sync.WaitGroup
-			for i, repo := range uploads {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					errs[i] = e.upload(ctx, repo, t, l.open, nil)
-				}()
-			}
-			wg.Wait()
-			return l, errs
+	l, err := e.fetchLocal(ctx, t)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
 		}
-	} else {
-		l, errs, srcErr = e.stream(ctx, t, uploads)
-		// Destinations that failed mid-stream try again on their own, from
-		// the spilled copy (or a new read when there is none).
-		for i, repo := range uploads {
-			if errs[i] == nil || srcErr != nil || !access.RetryUpload(errs[i]) {
-				continue
-			}
-			open, err := e.opener(ctx, t, &l)
+		return nil, errs
+	}
+	var wg sync.WaitGroup
+	for i, repo := range uploads {
+		wg.Go(func() {
+			defer recoverInto(&errs[i])
+			rc, err := e.resendCounted(l.open())
 			if err != nil {
 				errs[i] = err
-				continue
+				return
 			}
-			errs[i] = e.upload(ctx, repo, t, open, errs[i])
-		}
+			defer rc.Close()
+			errs[i] = e.push(ctx, repo, t, rc)
+		})
 	}
-	if srcErr != nil {
-		for i := range errs {
-			errs[i] = srcErr
-		}
-	}
+	wg.Wait()
 	return l, errs
 }
 
-// upload sends the blob to repo in a new upload session, starting again
-// after transient failures (the transport does not replay upload sessions).
-// prev is the error of an earlier attempt, if any.
-func (e *engine) upload(ctx context.Context, repo name.Repository, t *task, open func() (io.ReadCloser, error), prev error) error {
-	b := e.reg.Backoff()
-	steps := max(1, min(b.Steps, 3))
-	delay := b.Duration
-	d := t.desc.Digest
-	for attempt := 1; attempt <= steps; attempt++ {
-		if prev != nil {
-			if !access.RetryUpload(prev) {
-				return prev
-			}
-			atomic.AddInt64(&e.stats.UploadRetries, 1)
-			e.cfg.logger.Warn("uploading again", "blob", d.String(), "repository", repo.String(), "error", prev)
-			if err := sleep(ctx, delay); err != nil {
-				return err
-			}
-			delay = time.Duration(float64(delay) * b.Factor)
-		}
-		prev = e.uploadOnce(ctx, repo, t, open)
-		if prev == nil {
-			return nil
-		}
-	}
-	return prev
-}
-
-func (e *engine) uploadOnce(ctx context.Context, repo name.Repository, t *task, open func() (io.ReadCloser, error)) error {
-	d := t.desc.Digest
-	ref := repo.Digest(d.String()).String()
-	mounted, loc, err := e.reg.StartUpload(ctx, repo, d, nil)
-	if err != nil {
-		return &Error{Side: SideDestination, Ref: ref, Err: err}
-	}
-	if mounted {
-		atomic.AddInt64(&e.stats.Mounts, 1)
-		return nil
-	}
-	rc, err := open()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if err := e.reg.FinishUpload(ctx, repo, loc, d, rc, t.desc.Size); err != nil {
-		var se *sourceError
-		if errors.As(err, &se) {
-			return se.err
-		}
-		return &Error{Side: SideDestination, Ref: ref, Err: err}
-	}
-	atomic.AddInt64(&e.stats.Uploads, 1)
-	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // fetchLocal reads the whole blob from the source, verified, into memory or
-// (when large) a temporary file, retrying transient failures.
+// (when large) a temporary file.
 func (e *engine) fetchLocal(ctx context.Context, t *task) (*local, error) {
-	b := e.reg.Backoff()
-	delay := b.Duration
-	var err error
-	for attempt := 1; attempt <= max(1, min(b.Steps, 3)); attempt++ {
-		if attempt > 1 {
-			if serr := sleep(ctx, delay); serr != nil {
-				return nil, serr
-			}
-			delay = time.Duration(float64(delay) * b.Factor)
-		}
-		var l *local
-		l, err = e.fetchOnce(ctx, t)
-		if err == nil {
-			return l, nil
-		}
-		if !access.RetryUpload(errors.Unwrap(err)) {
-			return nil, err
-		}
-	}
-	return nil, err
-}
-
-func (e *engine) fetchOnce(ctx context.Context, t *task) (*local, error) {
 	d := t.desc.Digest
-	ctx, release, err := e.reg.Acquire(ctx, t.source.RegistryStr())
+	src := t.source.Digest(d.String()).String()
+	rc, err := e.reg.FetchBlob(ctx, t.source, t.desc)
 	if err != nil {
-		return nil, err
-	}
-	defer release()
-	rc, err := e.reg.GetBlob(ctx, t.source, d)
-	if err != nil {
-		return nil, &Error{Side: SideSource, Ref: t.source.Digest(d.String()).String(), Err: err}
+		return nil, &Error{Side: SideSource, Ref: src, Err: err}
 	}
 	defer rc.Close()
 	atomic.AddInt64(&e.stats.SourceBlobReads, 1)
-	h := sha256.New()
 	l := &local{}
 	var w io.Writer
-	var f *os.File
 	var buf bytes.Buffer
 	if t.desc.Size > e.cfg.memLimit {
-		if f, err = tempFile(e.cfg.tempDir); err != nil {
+		f, err := tempFile(e.cfg.tempDir)
+		if err != nil {
 			return nil, err
 		}
 		defer f.Close()
 		l.file = f.Name()
-		w = io.MultiWriter(h, f)
+		w = f
 	} else {
 		buf.Grow(int(t.desc.Size))
-		w = io.MultiWriter(h, &buf)
+		w = &buf
 	}
-	n, err := io.Copy(w, io.LimitReader(rc, t.desc.Size+1))
+	vr := newVerifier(rc, t.desc)
+	n, err := io.Copy(w, vr)
 	atomic.AddInt64(&e.stats.SourceBytes, n)
-	if err == nil {
-		err = verify(d, t.desc.Size, n, h.Sum(nil))
-	}
 	if err != nil {
 		l.close()
-		return nil, &Error{Side: SideSource, Ref: t.source.Digest(d.String()).String(), Err: err}
+		return nil, &Error{Side: SideSource, Ref: src, Err: err}
 	}
 	l.data = buf.Bytes()
 	return l, nil
+}
+
+// verifier reads a blob and, at its end, checks its size and digest
+// against the descriptor: a mismatch is returned instead of io.EOF, so that
+// nothing reading through it can take a wrong blob for complete.
+type verifier struct {
+	r    io.Reader
+	desc v1.Descriptor
+	h    hash.Hash
+	n    int64
+	err  error // the failure that ended the blob early, if any
+}
+
+func newVerifier(r io.Reader, desc v1.Descriptor) *verifier {
+	return &verifier{r: io.LimitReader(r, desc.Size+1), desc: desc, h: sha256.New()}
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.n += int64(n)
+	v.h.Write(p[:n])
+	switch {
+	case v.n > v.desc.Size:
+		n, err = 0, fmt.Errorf("blob is larger than its descriptor says (%d bytes)", v.desc.Size)
+	case err == io.EOF:
+		if verr := verify(v.desc.Digest, v.desc.Size, v.n, v.h.Sum(nil)); verr != nil {
+			err = verr
+		}
+	}
+	if err != nil && err != io.EOF {
+		v.err = err
+	}
+	return n, err
 }
 
 func verify(d v1.Hash, size, n int64, sum []byte) error {
@@ -343,117 +347,181 @@ func verify(d v1.Hash, size, n int64, sum []byte) error {
 	return nil
 }
 
+// stream reads a large blob once and sends it to every upload at the same
+// time, with bounded memory: the blob is written to a temporary file as it
+// arrives and each destination reads that file as it grows, at its own pace
+// (a slow or failing destination never holds up the others, and one that
+// fails is sent the blob again from the file). Without a temporary file,
+// the destinations are sent the blob one after the other, each from a read
+// of the source.
+func (e *engine) stream(ctx context.Context, t *task, uploads []name.Repository) (*local, []error) {
+	d := t.desc.Digest
+	srcRef := t.source.Digest(d.String()).String()
+	errs := make([]error, len(uploads))
+	fail := func(err error) (*local, []error) {
+		for i := range errs {
+			errs[i] = &Error{Side: SideSource, Ref: srcRef, Err: err}
+		}
+		return nil, errs
+	}
+	sp, err := newSpill(e.cfg.tempDir)
+	if err != nil {
+		e.cfg.logger.Warn("cannot spill blob to a temporary file; each destination reads the source", "error", err)
+		for i, repo := range uploads {
+			errs[i] = e.streamOnce(ctx, t, repo)
+		}
+		return nil, errs
+	}
+	rc, err := e.reg.FetchBlob(ctx, t.source, t.desc)
+	if err != nil {
+		sp.discard()
+		return fail(err)
+	}
+	defer rc.Close()
+	atomic.AddInt64(&e.stats.SourceBlobReads, 1)
+	var wg sync.WaitGroup
+	for i, repo := range uploads {
+		r, err := sp.reader()
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		wg.Go(func() {
+			defer recoverInto(&errs[i])
+			defer r.Close()
+			errs[i] = e.push(ctx, repo, t, &resent{ReadSeeker: r, Closer: r, retries: &e.stats.UploadRetries})
+		})
+	}
+	n, srcErr := io.Copy(sp, newVerifier(rc, t.desc))
+	atomic.AddInt64(&e.stats.SourceBytes, n)
+	sp.finish(srcErr)
+	wg.Wait()
+	if srcErr != nil {
+		sp.discard()
+		return fail(srcErr)
+	}
+	return &local{file: sp.name}, errs
+}
+
+// streamOnce reads the blob from the source and sends it straight to repo.
+func (e *engine) streamOnce(ctx context.Context, t *task, repo name.Repository) error {
+	d := t.desc.Digest
+	rc, err := e.reg.FetchBlob(ctx, t.source, t.desc)
+	if err != nil {
+		return &Error{Side: SideSource, Ref: t.source.Digest(d.String()).String(), Err: err}
+	}
+	defer rc.Close()
+	atomic.AddInt64(&e.stats.SourceBlobReads, 1)
+	vr := newVerifier(rc, t.desc)
+	err = e.push(ctx, repo, t, vr)
+	atomic.AddInt64(&e.stats.SourceBytes, vr.n)
+	if err != nil && vr.err != nil {
+		return &Error{Side: SideSource, Ref: t.source.Digest(d.String()).String(), Err: vr.err}
+	}
+	return err
+}
+
+// spill is a temporary file written once, from the start, while readers
+// read it as it grows.
+type spill struct {
+	f    *os.File
+	name string
+
+	mu      sync.Mutex
+	grown   *sync.Cond
+	written int64
+	done    bool
+	err     error
+}
+
+func newSpill(dir string) (*spill, error) {
+	f, err := tempFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &spill{f: f, name: f.Name()}
+	s.grown = sync.NewCond(&s.mu)
+	return s, nil
+}
+
+// Write appends to the file and wakes the readers.
+func (s *spill) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	s.mu.Lock()
+	s.written += int64(n)
+	s.mu.Unlock()
+	s.grown.Broadcast()
+	return n, err
+}
+
+// finish says the file is complete (err nil) or will never be.
+func (s *spill) finish(err error) {
+	s.f.Close()
+	s.mu.Lock()
+	s.done, s.err = true, err
+	s.mu.Unlock()
+	s.grown.Broadcast()
+}
+
+func (s *spill) discard() {
+	if s.f != nil {
+		s.f.Close()
+	}
+	os.Remove(s.name)
+}
+
+func (s *spill) reader() (*spillReader, error) {
+	f, err := os.Open(s.name)
+	if err != nil {
+		return nil, err
+	}
+	return &spillReader{s: s, f: f}, nil
+}
+
+// spillReader reads a spill file from the start, waiting for the writer
+// when it is ahead.
+type spillReader struct {
+	s   *spill
+	f   *os.File
+	off int64
+}
+
+func (r *spillReader) Read(p []byte) (int, error) {
+	s := r.s
+	s.mu.Lock()
+	for r.off >= s.written && !s.done {
+		s.grown.Wait()
+	}
+	avail, done, err := s.written-r.off, s.done, s.err
+	s.mu.Unlock()
+	if avail <= 0 {
+		if done && err != nil {
+			return 0, &sourceError{err}
+		}
+		return 0, io.EOF
+	}
+	n, rerr := r.f.ReadAt(p[:min(int64(len(p)), avail)], r.off)
+	r.off += int64(n)
+	if rerr == io.EOF && n > 0 {
+		rerr = nil
+	}
+	return n, rerr
+}
+
+// Seek supports going back to the start (a new upload attempt).
+func (r *spillReader) Seek(offset int64, whence int) (int64, error) {
+	if offset != 0 || whence != io.SeekStart {
+		return r.off, errors.New("spill reader: only a seek to the start is supported")
+	}
+	r.off = 0
+	return 0, nil
+}
+
+func (r *spillReader) Close() error { return r.f.Close() }
+
 // sourceError marks a failure to read the source while streaming into an
 // upload, so that the upload's error is attributed to the source.
 type sourceError struct{ err error }
 
 func (s *sourceError) Error() string { return s.err.Error() }
 func (s *sourceError) Unwrap() error { return s.err }
-
-// stream reads a large blob once and writes it to every upload at the same
-// time (bounded memory: one buffer), spilling a copy to a temporary file
-// when there is more than one destination, so that a destination that fails
-// can be retried without reading the source again.
-func (e *engine) stream(ctx context.Context, t *task, uploads []name.Repository) (*local, []error, error) {
-	d := t.desc.Digest
-	errs := make([]error, len(uploads))
-	hosts := []string{t.source.RegistryStr()}
-	for _, u := range uploads {
-		hosts = append(hosts, u.RegistryStr())
-	}
-	ctx, release, err := e.reg.Acquire(ctx, hosts...)
-	if err != nil {
-		return nil, errs, err
-	}
-	defer release()
-	srcRef := t.source.Digest(d.String()).String()
-	rc, err := e.reg.GetBlob(ctx, t.source, d)
-	if err != nil {
-		return nil, errs, &Error{Side: SideSource, Ref: srcRef, Err: err}
-	}
-	defer rc.Close()
-	atomic.AddInt64(&e.stats.SourceBlobReads, 1)
-
-	var l *local
-	var f *os.File
-	if len(uploads) > 1 {
-		if f, err = tempFile(e.cfg.tempDir); err == nil {
-			defer f.Close()
-			l = &local{file: f.Name()}
-		} else {
-			e.cfg.logger.Warn("cannot spill blob to a temporary file; a failed destination will read the source again", "error", err)
-		}
-	}
-	pws := make([]*io.PipeWriter, len(uploads))
-	var wg sync.WaitGroup
-	for i, repo := range uploads {
-		pr, pw := io.Pipe()
-		pws[i] = pw
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = e.uploadOnce(ctx, repo, t, func() (io.ReadCloser, error) { return pr, nil })
-			if errs[i] != nil {
-				pr.CloseWithError(errs[i]) // unblocks the writer
-			} else {
-				pr.Close()
-			}
-		}()
-	}
-	h := sha256.New()
-	buf := make([]byte, 256<<10)
-	var total int64
-	dead := make([]bool, len(uploads))
-	var srcErr error
-	for {
-		n, rerr := rc.Read(buf)
-		if int64(n) > t.desc.Size-total {
-			srcErr = fmt.Errorf("blob is larger than its descriptor says (%d bytes)", t.desc.Size)
-			break
-		}
-		if n > 0 {
-			total += int64(n)
-			chunk := buf[:n]
-			h.Write(chunk)
-			if f != nil {
-				if _, werr := f.Write(chunk); werr != nil {
-					e.cfg.logger.Warn("spill file write failed", "error", werr)
-					f.Close()
-					os.Remove(l.file)
-					f, l = nil, nil
-				}
-			}
-			for i, pw := range pws {
-				if !dead[i] {
-					if _, werr := pw.Write(chunk); werr != nil {
-						dead[i] = true
-					}
-				}
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			srcErr = rerr
-			break
-		}
-	}
-	atomic.AddInt64(&e.stats.SourceBytes, total)
-	if srcErr == nil {
-		srcErr = verify(d, t.desc.Size, total, h.Sum(nil))
-	}
-	for _, pw := range pws {
-		if srcErr != nil {
-			pw.CloseWithError(&sourceError{srcErr})
-		} else {
-			pw.Close()
-		}
-	}
-	wg.Wait()
-	if srcErr != nil {
-		l.close()
-		return nil, errs, &Error{Side: SideSource, Ref: srcRef, Err: srcErr}
-	}
-	return l, errs, nil
-}

@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
 // ErrTagMoved is returned when a tag appeared, pointing at another digest,
@@ -42,7 +44,9 @@ func (e *engine) finishJob(ctx context.Context, j Job, tree *node, res *Result) 
 		// Tag only: the image is complete in the destination; tag it from
 		// there (the source need not be read at all).
 		var err error
-		raw, mt, _, err = e.reg.GetManifest(ctx, dst)
+		var desc v1.Descriptor
+		raw, desc, err = e.reg.FetchManifest(ctx, dst)
+		mt = desc.MediaType
 		if err != nil {
 			res.Image = &Error{Side: SideDestination, Ref: dst.String(), Err: err}
 			return
@@ -57,18 +61,19 @@ func (e *engine) finishJob(ctx context.Context, j Job, tree *node, res *Result) 
 		ref := j.Dest.Tag(tag)
 		// Re-check right before writing: a tag set by someone else since
 		// planning is never overwritten.
-		cur, err := e.reg.Head(ctx, ref)
-		if err != nil {
+		cur, err := e.reg.Resolve(ctx, ref)
+		switch {
+		case errors.Is(err, regerr.ErrNotFound):
+		case err != nil:
 			res.Tags[tag] = &Error{Side: SideDestination, Ref: ref.String(), Err: err}
 			continue
-		}
-		if cur != nil {
+		default:
 			if cur.Digest != want {
 				res.Tags[tag] = &Error{Side: SideDestination, Ref: ref.String(), Err: fmt.Errorf("%w (it points at %s)", ErrTagMoved, cur.Digest)}
 			}
 			continue
 		}
-		if err := e.reg.PutManifest(ctx, ref, raw, mt); err != nil {
+		if _, err := e.reg.PutManifest(ctx, ref, raw, mt); err != nil {
 			res.Tags[tag] = &Error{Side: SideDestination, Ref: ref.String(), Err: err}
 			continue
 		}
@@ -126,7 +131,7 @@ func (e *engine) writeTree(ctx context.Context, repo name.Repository, n *node, w
 	e.mu.Unlock()
 	once.once.Do(func() {
 		ref := repo.Digest(n.digest.String())
-		if err := e.reg.PutManifest(ctx, ref, n.raw, n.mt); err != nil {
+		if _, err := e.reg.PutManifest(ctx, ref, n.raw, n.mt); err != nil {
 			once.err = &Error{Side: SideDestination, Ref: ref.String(), Err: err}
 			return
 		}

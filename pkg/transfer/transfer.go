@@ -8,6 +8,7 @@
 package transfer
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -20,34 +21,44 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 )
 
 // Manifests reads and writes manifests.
 type Manifests interface {
-	GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error)
-	Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error)
-	PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) error
+	// Resolve describes the manifest at ref; one that does not exist is an
+	// error matching regerr.ErrNotFound.
+	Resolve(ctx context.Context, ref name.Reference) (v1.Descriptor, error)
+	// FetchManifest reads a manifest's exact bytes.
+	FetchManifest(ctx context.Context, ref name.Reference) ([]byte, v1.Descriptor, error)
+	// PutManifest writes a manifest; subject is the registry's OCI-Subject
+	// answer (zero when it gave none).
+	PutManifest(ctx context.Context, ref name.Reference, raw []byte, mt types.MediaType) (subject v1.Hash, err error)
 }
 
 // Blobs reads and writes blobs.
 type Blobs interface {
-	HasBlob(ctx context.Context, repo name.Repository, d v1.Hash) (bool, error)
-	GetBlob(ctx context.Context, repo name.Repository, d v1.Hash) (io.ReadCloser, error)
-	StartUpload(ctx context.Context, repo name.Repository, d v1.Hash, from *name.Repository) (bool, string, error)
-	FinishUpload(ctx context.Context, repo name.Repository, location string, d v1.Hash, body io.Reader, size int64) error
+	BlobExists(ctx context.Context, repo name.Repository, d v1.Hash) (bool, error)
+	FetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) (io.ReadCloser, error)
+	// PushBlob uploads a blob; content that can seek may be sent again
+	// after a transient failure (the implementation decides: it is the one
+	// layer that retries).
+	PushBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor, content io.Reader) error
+}
+
+// Mounter links a blob from another repository of the same registry. It is
+// optional: a Registry that does not implement it gets every blob uploaded.
+type Mounter interface {
+	// MountBlob reports whether the registry mounted the blob; when it
+	// refuses, the implementation uploads it from getContent instead.
+	MountBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor, from name.Repository, getContent func() (io.ReadCloser, error)) (mounted bool, err error)
 }
 
 // Registry is everything the engine needs from registry access.
 type Registry interface {
 	Manifests
 	Blobs
-	// Acquire takes a concurrency slot on every host of a transfer at once.
-	Acquire(ctx context.Context, hosts ...string) (context.Context, func(), error)
-	// Backoff is the schedule for retrying whole uploads.
-	Backoff() remote.Backoff
 }
 
 // Job is one image (by digest) for one destination repository.
@@ -288,7 +299,9 @@ func (e *engine) tree(ctx context.Context, repo name.Repository, digest string, 
 func (e *engine) readTree(ctx context.Context, repo name.Repository, h v1.Hash, raw []byte, mt types.MediaType) (*node, error) {
 	if raw == nil {
 		var err error
-		raw, mt, _, err = e.reg.GetManifest(ctx, repo.Digest(h.String()))
+		var desc v1.Descriptor
+		raw, desc, err = e.reg.FetchManifest(ctx, repo.Digest(h.String()))
+		mt = desc.MediaType
 		if err != nil {
 			return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: err}
 		}
@@ -297,7 +310,7 @@ func (e *engine) readTree(ctx context.Context, repo name.Repository, h v1.Hash, 
 	n := &node{digest: h, mt: mt, raw: raw}
 	switch {
 	case mt.IsIndex():
-		idx, err := v1.ParseIndexManifest(bytesReader(raw))
+		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 		if err != nil {
 			return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: fmt.Errorf("parsing index: %w", err)}
 		}
@@ -315,7 +328,7 @@ func (e *engine) readTree(ctx context.Context, repo name.Repository, h v1.Hash, 
 	case mt == types.DockerManifestSchema1 || mt == types.DockerManifestSchema1Signed:
 		return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: fmt.Errorf("docker schema 1 manifests are not supported")}
 	default:
-		m, err := v1.ParseManifest(bytesReader(raw))
+		m, err := v1.ParseManifest(bytes.NewReader(raw))
 		if err != nil {
 			return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: fmt.Errorf("parsing manifest: %w", err)}
 		}
@@ -377,11 +390,10 @@ func (e *engine) probeDestinations(ctx context.Context, jobs []Job, trees []*nod
 		var ok bool
 		var err error
 		if p.manifest {
-			var d *v1.Descriptor
-			d, err = e.reg.Head(ctx, p.repo.Digest(p.digest.String()))
-			ok = d != nil
+			_, err = e.reg.Resolve(ctx, p.repo.Digest(p.digest.String()))
+			ok = err == nil
 		} else {
-			ok, err = e.reg.HasBlob(ctx, p.repo, p.digest)
+			ok, err = e.reg.BlobExists(ctx, p.repo, p.digest)
 		}
 		if err != nil || !ok {
 			return // unknown counts as absent: it will be sent

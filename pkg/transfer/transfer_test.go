@@ -3,6 +3,8 @@ package transfer_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"net/http"
 	"testing"
 	"time"
@@ -173,4 +175,72 @@ func TestFanOutWithAFailingMirror(t *testing.T) {
 		t.Errorf("only %d faults fired on prod-b; the test did not exercise the failures", f)
 	}
 	t.Logf("engine stats %+v; prod-a %v; prod-b %v", stats, ast.ByClass, prodB.Stats().ByClass)
+}
+
+// panicky is registry access whose blob reads panic for one blob.
+type panicky struct {
+	*access.Client
+	blob v1.Hash
+}
+
+func (p panicky) FetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) (io.ReadCloser, error) {
+	if desc.Digest == p.blob {
+		panic("injected failure")
+	}
+	return p.Client.FetchBlob(ctx, repo, desc)
+}
+
+// TestAFailedBlobTaskReleasesItsJobs makes the transfer of one blob fail in
+// the worst way (a panic in the registry access): the job that waits for
+// that blob must fail with it rather than wait forever, and the other job
+// must be promoted.
+func TestAFailedBlobTaskReleasesItsJobs(t *testing.T) {
+	staging, prod := testenv.InProcessRegistry(t), testenv.InProcessRegistry(t)
+	bad := testenv.PushImage(t, staging+"/s/bad:v1", 1)
+	good := testenv.PushImage(t, staging+"/s/good:v1", 2)
+	badBlobs := blobsOf(t, staging+"/s/bad@"+bad.String())
+	var victim v1.Hash
+	for b := range badBlobs {
+		if !blobsOf(t, staging+"/s/good@"+good.String())[b] {
+			victim = b
+			break
+		}
+	}
+	var jobs []transfer.Job
+	for _, im := range []struct {
+		repo string
+		d    v1.Hash
+	}{{"bad", bad}, {"good", good}} {
+		src, err := name.NewDigest(staging + "/s/" + im.repo + "@" + im.d.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst, err := name.NewRepository(prod + "/p/" + im.repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, transfer.Job{Source: src, Dest: dst, Copy: true, Tags: []string{"v1"}})
+	}
+	client, err := access.New(testenv.FastRetries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	results, _, err := transfer.Run(ctx, panicky{client, victim}, jobs)
+	if err != nil {
+		t.Fatalf("Run: %v (a job waited for a blob that was never settled)", err)
+	}
+	if r := results[0]; r.Image == nil || !strings.Contains(r.Image.Error(), "injected failure") || r.Copied {
+		t.Errorf("bad image: copied %v, error %v; want the injected failure", r.Copied, r.Image)
+	}
+	if r := results[1]; r.Image != nil || len(r.Tags) > 0 || !r.Copied {
+		t.Errorf("good image: copied %v, error %v, tag errors %v", r.Copied, r.Image, r.Tags)
+	}
+	if got := testenv.Digests(t, prod+"/p/good")["v1"]; got != good {
+		t.Errorf("good:v1 = %s, want %s", got, good)
+	}
+	if testenv.HasManifest(t, prod+"/p/bad@"+bad.String()) {
+		t.Error("the image with the failed blob was written")
+	}
 }
