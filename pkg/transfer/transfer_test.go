@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
