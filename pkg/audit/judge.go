@@ -75,7 +75,7 @@ func (s *Server) judge(ctx context.Context, ev StoredEvent) (Verdict, error) {
 		if isListed && ev.Action == ActionDelete {
 			return mk(drift.MissingTag, ev.Tag, "", listed.String(), "deleted"), nil
 		}
-		desc, err := s.o.reader.Head(ctx, repo.Tag(ev.Tag))
+		desc, err := drift.Head(ctx, s.o.reader, repo.Tag(ev.Tag))
 		if err != nil {
 			return Verdict{}, err
 		}
@@ -117,7 +117,7 @@ func (s *Server) judge(ctx context.Context, ev StoredEvent) (Verdict, error) {
 		}
 		return Verdict{}, nil
 	}
-	desc, err := s.o.reader.Head(ctx, repo.Digest(d.String()))
+	desc, err := drift.Head(ctx, s.o.reader, repo.Digest(d.String()))
 	if err != nil || desc == nil {
 		return Verdict{}, err
 	}

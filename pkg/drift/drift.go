@@ -13,7 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imgpromoter/promoter/pkg/access"
+	"github.com/imgpromoter/promoter/pkg/regerr"
 	"github.com/imgpromoter/promoter/pkg/snapshot"
 )
 
@@ -215,7 +215,7 @@ func checkShardPrefix(ctx context.Context, r Registry, want map[string]*Repo, p 
 	if c.shard.catalog {
 		names, err := r.Catalog(ctx, p.Registry, 0)
 		switch {
-		case access.CatalogUnavailable(err):
+		case errors.Is(err, regerr.ErrUnsupported):
 			notes = append(notes, fmt.Sprintf("%s does not list its repositories: unexpected repositories cannot be seen", p))
 		case err != nil:
 			return nil, nil, fmt.Errorf("reading %s: %w", p, err)
@@ -329,7 +329,7 @@ func missingContent(ctx context.Context, r Registry, want map[string]*Repo, held
 	for i, l := range lookups {
 		eg.Go(func() error {
 			ref := l.repo.Ref.Digest(l.d.String())
-			desc, err := r.Head(gctx, ref)
+			desc, err := Head(gctx, r, ref)
 			if err != nil {
 				return fmt.Errorf("looking up %s: %w", ref, err)
 			}

@@ -14,6 +14,7 @@ package drift
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"regexp"
 	"slices"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/imgpromoter/promoter/pkg/edge"
 	"github.com/imgpromoter/promoter/pkg/names"
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
 // Kind is a kind of drift.
@@ -122,9 +124,23 @@ func CosignSubject(tag string) (v1.Hash, bool) {
 
 // Reader reads manifests (an *access.Client).
 type Reader interface {
-	// Head returns a manifest's descriptor, or nil when there is none.
-	Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error)
-	GetManifest(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, v1.Hash, error)
+	// Resolve returns a manifest's descriptor; one that does not exist is
+	// an error matching regerr.ErrNotFound.
+	Resolve(ctx context.Context, ref name.Reference) (v1.Descriptor, error)
+	FetchManifest(ctx context.Context, ref name.Reference) ([]byte, v1.Descriptor, error)
+}
+
+// Head returns the descriptor of the manifest at ref, or nil when there is
+// none.
+func Head(ctx context.Context, r Reader, ref name.Reference) (*v1.Descriptor, error) {
+	d, err := r.Resolve(ctx, ref)
+	if errors.Is(err, regerr.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
 }
 
 // manifestLinks is the part of a manifest that names other manifests.
@@ -161,14 +177,14 @@ func (rl *Relations) read(ctx context.Context, d v1.Hash, from ...name.Repositor
 	}
 	var found *manifestLinks
 	for _, repo := range from {
-		desc, err := rl.r.Head(ctx, repo.Digest(d.String()))
+		desc, err := Head(ctx, rl.r, repo.Digest(d.String()))
 		if err != nil {
 			return nil, err
 		}
 		if desc == nil {
 			continue
 		}
-		raw, _, _, err := rl.r.GetManifest(ctx, repo.Digest(d.String()))
+		raw, _, err := rl.r.FetchManifest(ctx, repo.Digest(d.String()))
 		if err != nil {
 			return nil, err
 		}
