@@ -132,7 +132,7 @@ func TestPlanRunCipInProcess(t *testing.T) {
 	}
 
 	code, out, _ := run(t, "plan", "-o", "json", dir)
-	var p plan.Plan
+	var p plan.Document
 	if err := json.Unmarshal([]byte(out), &p); err != nil || code != 0 {
 		t.Fatalf("plan json: exit %d, %v", code, err)
 	}

@@ -3,7 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/imgpromoter/promoter/pkg/demo"
+	"github.com/imgpromoter/promoter/internal/demo"
 )
 
 func newDemoCmd(e *env) *cobra.Command {

@@ -2,17 +2,19 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/imgpromoter/promoter/pkg/access"
-	"github.com/imgpromoter/promoter/pkg/manifest"
+	"github.com/imgpromoter/promoter/pkg/edge"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
+	"github.com/imgpromoter/promoter/pkg/promoter"
 	"github.com/imgpromoter/promoter/pkg/report"
-	"github.com/imgpromoter/promoter/pkg/transfer"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -88,7 +90,8 @@ Exit status: 0 when every edge is promoted, 1 when any was refused or failed,
 	return cmd
 }
 
-// promote is plan, and with execute set, run.
+// promote is plan, and with execute set, run: flags become promoter
+// options, and the results are rendered.
 func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execute bool) error {
 	format, err := report.ParseFormat(f.output, report.Text, report.JSON, report.Markdown)
 	if err != nil {
@@ -102,59 +105,94 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 		return err
 	}
 	log := e.logger()
-	res := validate.Validate(manifest.Load(inputs))
-	if f.since != "" {
-		if res, err = e.onlyAdded(ctx, f.since, inputs, res); err != nil {
-			return err
-		}
-	}
-	f.shard.apply(res, []string{"since=" + f.since})
 	client, err := access.New(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log),
 		access.WithHostLimits(access.HostLimits{Concurrency: f.hostConcurrency, Rate: f.hostRate}), access.WithMaxRetryWait(f.maxRetryWait))
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	log.Debug("planning", "groups", len(res.Groups), "edges", res.Stats.ValidEdges)
-	p, err := plan.Make(ctx, client, res, plan.WithJobs(f.jobs), plan.WithLogger(log))
-	if err != nil {
-		return err
+	opts := []promoter.Option{promoter.WithClient(client), promoter.WithJobs(f.jobs), promoter.WithLogger(log),
+		promoter.WithSelect(func(groups []*edge.Group) []*edge.Group {
+			res := &validate.Result{Groups: groups}
+			f.shard.apply(res, []string{"since=" + f.since})
+			return res.Groups
+		})}
+	if f.since != "" {
+		opts = append(opts, promoter.WithSince(f.since))
 	}
 	if !execute {
 		if format != report.Text && f.describeLimit > 0 {
 			// For reviewers: size and platforms of each image, read from
-			// staging (the manifests read while planning are reused).
-			if err := plan.Describe(ctx, client, p, f.describeLimit); err != nil {
-				return err
-			}
+			// staging.
+			opts = append(opts, promoter.WithDescribe(f.describeLimit))
 		}
-		if err := e.writePlan(&f.shard, format, p); err != nil {
+		res, err := promoter.Plan(ctx, inputs, opts...)
+		if err != nil {
+			return promoterErr(err)
+		}
+		e.sinceNotices(res.Since)
+		if err := e.writePlan(&f.shard, format, res.Plan.Document()); err != nil {
 			return err
 		}
-		return planExit(res, p.Failed())
+		return planExit(res.Failed())
 	}
-	if format == report.Text {
-		if err := report.Plan(e.stderr, report.Text, p); err != nil {
-			return err
+	var renderErr error
+	opts = append(opts, promoter.WithProgress(e.progress()), promoter.WithPlanned(func(res *promoter.Result) {
+		e.sinceNotices(res.Since)
+		if format == report.Text {
+			renderErr = report.Plan(e.stderr, report.Text, res.Plan.Document())
 		}
-	}
-	rep, err := promote.Execute(ctx, client, p, promote.WithJobs(f.jobs), promote.WithLogger(log), promote.WithProgress(e.progress()))
-	if rep != nil {
-		rep.AddTraffic(client.Counter().Snapshot())
-		if werr := e.writeRun(&f.shard, format, rep); werr != nil {
+	}))
+	res, err := promoter.Run(ctx, inputs, opts...)
+	if res != nil && res.Report != nil {
+		if werr := e.writeRun(&f.shard, format, res.Report); werr != nil {
 			return werr
 		}
 	}
 	if err != nil {
-		return err
+		return promoterErr(err)
 	}
-	return planExit(res, rep.Failed())
+	if renderErr != nil {
+		return renderErr
+	}
+	return planExit(res.Failed())
+}
+
+// promoterErr makes a revision that cannot be read a usage error (exit 2):
+// the job needs fixing (a shallow clone, a path outside the repository),
+// not the change.
+func promoterErr(err error) error {
+	var re *promoter.RevisionError
+	if errors.As(err, &re) {
+		return usageErr("%v", err)
+	}
+	return err
+}
+
+// sinceNotices says, in pull-request mode, what the change adds.
+func (e *env) sinceNotices(s *promoter.Since) {
+	if s == nil {
+		return
+	}
+	for _, p := range s.Absent {
+		fmt.Fprintf(e.stderr, "notice: %s does not exist at %s: all its edges are new\n", p, s.Rev)
+	}
+	edges := "edges"
+	if s.Added == 1 {
+		edges = "edge"
+	}
+	since := s.Rev.Short()
+	if !strings.HasPrefix(s.Rev.Commit, s.Rev.Name) {
+		since = s.Rev.Name + ", commit " + since
+	}
+	fmt.Fprintf(e.stderr, "change adds %d %s (since %s); only those are planned, of %d valid edges in the manifests\n",
+		s.Added, edges, since, s.Valid)
 }
 
 // planExit is the exit status of plan and run: 1 when any edge was refused
 // or failed or any input was invalid or unreadable (the readable rest was
 // still planned and promoted: one bad file never blocks the others).
-func planExit(res *validate.Result, failed bool) error {
-	if failed || res.Unreadable {
+func planExit(failed bool) error {
+	if failed {
 		return &ExitError{Code: ExitProblems}
 	}
 	return nil
@@ -165,12 +203,12 @@ func planExit(res *validate.Result, failed bool) error {
 func (e *env) progress() promote.Progress {
 	start := time.Now()
 	tty := e.interactive()
-	return func(done, total int, j transfer.Job, err error) {
+	return func(done, total int, r *plan.Record, err error) {
 		status := "ok"
 		if err != nil {
 			status = "FAILED: " + err.Error()
 		}
-		line := fmt.Sprintf("[%d/%d %s] %s -> %s %s", done, total, time.Since(start).Round(time.Second), j.Source, j.Dest, status)
+		line := fmt.Sprintf("[%d/%d %s] %s -> %s %s", done, total, time.Since(start).Round(time.Second), r.Group.Source, r.Dest, status)
 		if tty && err == nil {
 			fmt.Fprintf(e.stderr, "\r\033[K%s", line)
 			if done == total {

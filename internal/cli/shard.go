@@ -70,11 +70,11 @@ func (f *shardFlags) describe() string {
 
 // writePlan renders a plan with this shard's section, and writes the JSON
 // report file if asked.
-func (e *env) writePlan(f *shardFlags, format report.Format, p *plan.Plan) error {
+func (e *env) writePlan(f *shardFlags, format report.Format, p *plan.Document) error {
 	var doc any = p
 	if f.info != nil {
 		doc = struct {
-			*plan.Plan
+			*plan.Document
 			Shard *shard.Info `json:"shard"`
 		}{p, f.info}
 	}

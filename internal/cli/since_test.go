@@ -81,7 +81,7 @@ func TestPlanRunSince(t *testing.T) {
 	}
 
 	code, out, _ = run(t, "plan", "-o", "json", "--since", "HEAD", f.dir)
-	var p plan.Plan
+	var p plan.Document
 	if err := json.Unmarshal([]byte(out), &p); err != nil || code != cli.ExitOK {
 		t.Fatalf("plan json: exit %d, %v", code, err)
 	}
@@ -109,7 +109,7 @@ func TestPlanRunSince(t *testing.T) {
 		t.Errorf("plan --since HEAD after commit: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = run(t, "plan", "-o", "json", "--since", "HEAD^", f.dir)
-	p = plan.Plan{}
+	p = plan.Document{}
 	if err := json.Unmarshal([]byte(out), &p); err != nil || code != cli.ExitOK || !strings.Contains(errOut, "change adds 1 edge") || p.Counts[plan.Promoted] != 1 || p.Counts.Total() != 1 {
 		t.Errorf("plan --since HEAD^ after commit: exit %d, %v, %+v\n%s", code, err, p.Counts, errOut)
 	}

@@ -138,7 +138,7 @@ func runPlan(tb testing.TB, w *corpusWorld) planRun {
 	run.baseHeap = readMemory().heap
 	stop := sampleMemory()
 	start := time.Now()
-	run.plan, err = plan.Make(context.Background(), client, w.res, plan.WithJobs(planJobs))
+	run.plan, err = plan.Make(context.Background(), client, w.res.Groups, plan.WithJobs(planJobs))
 	run.elapsed = time.Since(start)
 	peak := stop()
 	run.peakHeap, run.peakLive = peak.heap, peak.live
@@ -157,23 +157,24 @@ func runPlan(tb testing.TB, w *corpusWorld) planRun {
 func noopProblems(w *corpusWorld, p *plan.Plan) []string {
 	var out []string
 	valid := w.res.Stats.ValidEdges
-	if got := p.Counts[plan.Promoted]; got != valid || p.Counts.Total() != valid {
-		out = append(out, fmt.Sprintf("%d of %d valid edges promoted (%d classified)", got, valid, p.Counts.Total()))
+	counts := p.Counts()
+	if got := counts[plan.Promoted]; got != valid || counts.Total() != valid {
+		out = append(out, fmt.Sprintf("%d of %d valid edges promoted (%d classified)", got, valid, counts.Total()))
 	}
-	for _, c := range plan.Classes {
-		if n := p.Counts[c]; c != plan.Promoted && n > 0 {
+	for _, c := range plan.ReportOrder() {
+		if n := counts[c]; c != plan.Promoted && n > 0 {
 			out = append(out, fmt.Sprintf("%d edges %s", n, c))
 		}
 	}
-	for i, a := range p.Actions {
+	for i, a := range p.Actions() {
 		if i == 5 {
 			out = append(out, "...")
 			break
 		}
 		out = append(out, fmt.Sprintf("%s %s:%s@%s %s", a.Class, a.Destination, a.Tag, a.Digest, a.Reason))
 	}
-	if len(p.Work) > 0 {
-		out = append(out, fmt.Sprintf("%d work items", len(p.Work)))
+	if n := workItems(p); n > 0 {
+		out = append(out, fmt.Sprintf("%d work items", n))
 	}
 	return out
 }
@@ -298,3 +299,14 @@ func peakRSS() uint64 {
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// workItems counts the records with a copy or a tag to do.
+func workItems(p *plan.Plan) int {
+	n := 0
+	for _, r := range p.Records {
+		if r.HasWork() {
+			n++
+		}
+	}
+	return n
+}

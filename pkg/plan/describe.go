@@ -42,14 +42,14 @@ type DescribeReader interface {
 	FetchBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor) (io.ReadCloser, error)
 }
 
-// Summaries groups the plan's actions by image, refused ones first, then by
-// project, image and digest.
-func Summaries(p *Plan) []ImageSummary {
+// Summaries groups actions by image, refused ones first, then by project,
+// image and digest.
+func Summaries(actions []Action) []ImageSummary {
 	type key struct{ source, digest string }
 	byKey := map[key]*ImageSummary{}
 	tags := map[key]map[string]bool{}
 	dests := map[key]map[string]bool{}
-	for _, a := range p.Actions {
+	for _, a := range actions {
 		k := key{a.Source, a.Digest}
 		s := byKey[k]
 		if s == nil {
@@ -90,11 +90,11 @@ func refusedCount(s ImageSummary) int {
 // manifests read while planning are reused). Images missing from the source
 // are not read.
 func Describe(ctx context.Context, r DescribeReader, p *Plan, limit int) error {
-	p.Images = Summaries(p)
-	known := map[string]Item{}
-	for _, it := range p.Work {
-		if it.Manifest != nil {
-			known[it.Group.Digest.String()] = it
+	p.Images = Summaries(p.Actions())
+	known := map[string]*Record{}
+	for _, r := range p.Records {
+		if r.Manifest != nil {
+			known[r.Group.Digest.String()] = r
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)

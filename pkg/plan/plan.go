@@ -7,6 +7,7 @@ package plan
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,13 +44,83 @@ const (
 	Error         Class = "error"          // the registry state could not be read
 )
 
-// Classes lists every class in report order.
-var Classes = []Class{Copy, TagOnly, Promoted, Conflict, MissingSource, Error}
+// ReportOrder lists every class in the order reports show them.
+func ReportOrder() []Class { return []Class{Copy, TagOnly, Promoted, Conflict, MissingSource, Error} }
 
 // Refused reports whether edges of the class fail the run.
 func (c Class) Refused() bool { return c == Conflict || c == MissingSource || c == Error }
 
-// Action is the decision for one edge.
+// Decision is what happens to one edge of a record: one tag (or the digest
+// alone) of the record's image in the record's destination repository.
+type Decision struct {
+	// Tag is empty for a digest-only edge.
+	Tag   string
+	Class Class
+	// Existing is, for a conflict, the digest the tag points at now.
+	Existing v1.Hash
+	// Reason says why the edge is refused or failed.
+	Reason string
+	// Position is where the manifests ask for the edge.
+	Position diag.Position
+}
+
+// Record is the work for one image (a source digest) in one destination
+// repository, with the decision for each of its edges. It is the one form
+// of a decision: counts, summaries and report rows are derived from it, and
+// the executor's results are matched to it by identity.
+type Record struct {
+	// Group is the source image (project, image name, source reference,
+	// digest) and everything the manifests ask for it.
+	Group *edge.Group
+	// Dest is the destination repository.
+	Dest name.Repository
+	// Registry is the manifest's name of the destination registry (Dest
+	// without the image name), for per-destination summaries.
+	Registry string
+	// Existed says the destination repository had tags before the run.
+	Existed bool
+	// Edges are the decisions, digest-only edge or tags in tag order.
+	Edges []Decision
+	// Manifest and MediaType are the source manifest, read while planning
+	// a copy (nil otherwise).
+	Manifest  []byte
+	MediaType types.MediaType
+}
+
+// Copy reports whether the image must be copied into Dest.
+func (r *Record) Copy() bool {
+	for _, d := range r.Edges {
+		if d.Class == Copy {
+			return true
+		}
+	}
+	return false
+}
+
+// Tags are the tags to add once the image is complete in Dest.
+func (r *Record) Tags() []string {
+	var tags []string
+	for _, d := range r.Edges {
+		if (d.Class == Copy || d.Class == TagOnly) && d.Tag != "" {
+			tags = append(tags, d.Tag)
+		}
+	}
+	return tags
+}
+
+// HasWork reports whether executing the plan has anything to do for the
+// record (a copy or a tag).
+func (r *Record) HasWork() bool {
+	for _, d := range r.Edges {
+		if d.Class == Copy || d.Class == TagOnly {
+			return true
+		}
+	}
+	return false
+}
+
+// Action is the decision for one edge as reports show it (the JSON
+// schema's "actions"): derived from a Record and a Decision by ActionOf.
 type Action struct {
 	Class       Class         `json:"class"`
 	Project     string        `json:"project,omitempty"`
@@ -61,6 +132,16 @@ type Action struct {
 	Existing    string        `json:"existing,omitempty"` // conflict: the digest the tag points at now
 	Reason      string        `json:"reason,omitempty"`   // why it is refused or failed
 	Position    diag.Position `json:"position"`
+}
+
+// ActionOf is the report row of decision d of record r.
+func ActionOf(r *Record, d *Decision) Action {
+	a := Action{Class: d.Class, Project: r.Group.Project, Image: r.Group.Image, Source: r.Group.Source.Context().Name(),
+		Destination: r.Dest.Name(), Digest: r.Group.Digest.String(), Tag: d.Tag, Reason: d.Reason, Position: d.Position}
+	if d.Existing != (v1.Hash{}) {
+		a.Existing = d.Existing.String()
+	}
+	return a
 }
 
 // Counts is a number of edges per class.
@@ -83,49 +164,132 @@ type DestinationSummary struct {
 
 // Plan is the full decision for a set of manifests.
 type Plan struct {
-	SchemaVersion int                  `json:"schemaVersion"`
-	Stats         validate.Stats       `json:"stats"`
-	Counts        Counts               `json:"counts"`
-	Destinations  []DestinationSummary `json:"destinations"`
-	// Actions lists every edge that is not already promoted, sorted by
-	// destination, image, tag, digest.
-	Actions []Action `json:"actions"`
-	// Problems are the validation problems; the entries they name are
-	// excluded from the plan.
-	Problems []diag.Problem `json:"problems"`
+	// Stats and Problems are the validation's: the entries the problems
+	// name are excluded from the plan.
+	Stats    validate.Stats
+	Problems []diag.Problem
+	// Records are every (source digest, destination repository) with an
+	// edge that is not already promoted, sorted by source repository,
+	// digest and destination.
+	Records []*Record
 	// Images summarises the actions per image for reviewers (filled by
-	// Describe; absent otherwise).
-	Images []ImageSummary `json:"images,omitempty"`
-	// Work is what executing the plan has to do, one item per (source
-	// digest, destination repository); not part of the JSON form.
-	Work []Item `json:"-"`
+	// Describe; nil otherwise).
+	Images []ImageSummary
+	// promoted counts, per destination registry, the edges of the
+	// (digest, destination) pairs with nothing else to do: their records
+	// are not kept (a no-op plan of a large corpus holds no record).
+	promoted map[string]int
+}
+
+// Counts derives the number of edges per class.
+func (p *Plan) Counts() Counts {
+	c := Counts{}
+	for _, n := range p.promoted {
+		c[Promoted] += n
+	}
+	for _, r := range p.Records {
+		for _, d := range r.Edges {
+			c[d.Class]++
+		}
+	}
+	return c
+}
+
+// Destinations derives the edge counts per destination registry, sorted.
+func (p *Plan) Destinations() []DestinationSummary {
+	byReg := map[string]Counts{}
+	at := func(reg string) Counts {
+		c := byReg[reg]
+		if c == nil {
+			c = Counts{}
+			byReg[reg] = c
+		}
+		return c
+	}
+	for reg, n := range p.promoted {
+		at(reg)[Promoted] += n
+	}
+	for _, r := range p.Records {
+		c := at(r.Registry)
+		for _, d := range r.Edges {
+			c[d.Class]++
+		}
+	}
+	out := make([]DestinationSummary, 0, len(byReg))
+	for _, reg := range slices.Sorted(maps.Keys(byReg)) {
+		out = append(out, DestinationSummary{Registry: reg, Counts: byReg[reg]})
+	}
+	return out
+}
+
+// Actions derives a row per edge that is not already promoted, sorted by
+// destination, tag, digest and class.
+func (p *Plan) Actions() []Action {
+	out := []Action{}
+	for _, r := range p.Records {
+		for i := range r.Edges {
+			if r.Edges[i].Class != Promoted {
+				out = append(out, ActionOf(r, &r.Edges[i]))
+			}
+		}
+	}
+	SortActions(out)
+	return out
 }
 
 // Failed reports whether the plan refuses any edge or has validation errors,
 // which makes commands exit 1.
 func (p *Plan) Failed() bool {
-	for c, n := range p.Counts {
-		if c.Refused() && n > 0 {
-			return true
+	for _, r := range p.Records {
+		for _, d := range r.Edges {
+			if d.Class.Refused() {
+				return true
+			}
 		}
 	}
 	return diag.Errors(p.Problems) > 0
 }
 
-// Item is one (source digest, destination repository) with what to do there.
-type Item struct {
-	Group *edge.Group
-	Dest  name.Repository
-	// Copy is true when the image must be copied before tagging.
-	Copy bool
-	// Tags are the tags to add once the image is complete.
-	Tags []string
-	// Existed says the destination repository had tags before the run.
-	Existed bool
-	// Manifest and MediaType are the source manifest, read while planning
-	// a copy (nil otherwise).
-	Manifest  []byte
-	MediaType types.MediaType
+// Document is the JSON form of a plan (docs/json-schema.md), derived from it
+// for rendering; report renderers and report merging work on it.
+type Document struct {
+	SchemaVersion int                  `json:"schemaVersion"`
+	Stats         validate.Stats       `json:"stats"`
+	Counts        Counts               `json:"counts"`
+	Destinations  []DestinationSummary `json:"destinations"`
+	// Actions lists every edge that is not already promoted, sorted by
+	// destination, tag, digest.
+	Actions []Action `json:"actions"`
+	// Problems are the validation problems; the entries they name are
+	// excluded from the plan.
+	Problems []diag.Problem `json:"problems"`
+	// Images summarises the actions per image for reviewers (absent unless
+	// described).
+	Images []ImageSummary `json:"images,omitempty"`
+}
+
+// Document derives the plan's JSON form.
+func (p *Plan) Document() *Document {
+	d := &Document{SchemaVersion: SchemaVersion, Stats: p.Stats, Counts: p.Counts(), Destinations: p.Destinations(),
+		Actions: p.Actions(), Problems: p.Problems, Images: p.Images}
+	if d.Problems == nil {
+		d.Problems = []diag.Problem{}
+	}
+	return d
+}
+
+// MarshalJSON writes the plan's JSON form (see Document).
+func (p *Plan) MarshalJSON() ([]byte, error) { return json.Marshal(p.Document()) }
+
+// Failed reports whether the plan refuses any edge or has validation
+// errors.
+func (d *Document) Failed() bool {
+	for c, n := range d.Counts {
+		if c.Refused() && n > 0 {
+			return true
+		}
+	}
+	return diag.Errors(d.Problems) > 0
 }
 
 // Reader is the registry access the planner needs.
@@ -156,21 +320,24 @@ func WithJobs(n int) Option { return func(c *config) { c.jobs = max(1, n) } }
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
-// Make reads the registries and classifies every edge of the valid groups.
-// Registry errors never stop planning: they classify the edges they touch as
-// Error. Only context cancellation returns an error.
+// Make reads the registries and decides every edge of the groups (the
+// valid groups of a validation). Registry errors never stop planning: they
+// classify the edges they touch as Error. Only context cancellation returns
+// an error. The plan's Stats and Problems are left for the caller (they are
+// the validation's).
 //
 // Destination repositories are planned one at a time (several in parallel):
 // one tag listing, then a HEAD per wanted tag that exists and per digest
 // whose tag does not; only what a repository needs is held in memory while
-// it is planned, and only edges with something to do are kept afterwards.
-func Make(ctx context.Context, r Reader, v *validate.Result, opts ...Option) (*Plan, error) {
+// it is planned, and only records with something to do or refuse are kept
+// afterwards.
+func Make(ctx context.Context, r Reader, groups []*edge.Group, opts ...Option) (*Plan, error) {
 	cfg := config{jobs: 8, logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	p := &planner{r: r, cfg: cfg, heads: semaphore.NewWeighted(int64(cfg.jobs)), counts: Counts{}, byReg: map[string]Counts{}}
-	dests := destinations(v.Groups)
+	p := &planner{r: r, cfg: cfg, heads: semaphore.NewWeighted(int64(cfg.jobs)), promoted: map[string]int{}}
+	dests := destinations(groups)
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(cfg.jobs)
 	for _, d := range dests {
@@ -186,19 +353,8 @@ func Make(ctx context.Context, r Reader, v *validate.Result, opts ...Option) (*P
 	if err := p.checkSources(ctx); err != nil {
 		return nil, err
 	}
-	out := &Plan{SchemaVersion: SchemaVersion, Stats: v.Stats, Counts: p.counts, Problems: v.Problems, Actions: p.actions, Work: p.work, Destinations: []DestinationSummary{}}
-	if out.Problems == nil {
-		out.Problems = []diag.Problem{}
-	}
-	if out.Actions == nil {
-		out.Actions = []Action{}
-	}
-	for reg, c := range p.byReg {
-		out.Destinations = append(out.Destinations, DestinationSummary{Registry: reg, Counts: c})
-	}
-	slices.SortFunc(out.Destinations, func(a, b DestinationSummary) int { return cmp.Compare(a.Registry, b.Registry) })
-	SortActions(out.Actions)
-	slices.SortFunc(out.Work, func(a, b Item) int {
+	out := &Plan{Records: p.records, promoted: p.promoted}
+	slices.SortFunc(out.Records, func(a, b *Record) int {
 		return cmp.Or(cmp.Compare(a.Group.Source.Context().Name(), b.Group.Source.Context().Name()), cmp.Compare(a.Group.Digest.String(), b.Group.Digest.String()), cmp.Compare(a.Dest.Name(), b.Dest.Name()))
 	})
 	return out, ctx.Err()
@@ -254,26 +410,23 @@ type state struct {
 	err     error
 }
 
-// pendingCopy is a copy whose source has yet to be checked.
-type pendingCopy struct {
-	item    int   // index in planner.work
-	actions []int // indexes in planner.actions
-	reg     string
+// srcKey is a source image: repository and digest.
+type srcKey struct {
+	repo   string
+	digest v1.Hash
 }
-
-type srcKey struct{ repo, digest string }
 
 type planner struct {
 	r     Reader
 	cfg   config
 	heads *semaphore.Weighted // bounds HEADs across all repositories
 
-	mu      sync.Mutex
-	counts  Counts
-	byReg   map[string]Counts
-	actions []Action
-	work    []Item
-	pending map[srcKey][]pendingCopy
+	mu       sync.Mutex
+	records  []*Record
+	promoted map[string]int
+	// pending lists the records that copy each source image, and sources
+	// its reference: the source is checked once for all of them.
+	pending map[srcKey][]*Record
 	sources map[srcKey]name.Digest
 }
 
@@ -361,87 +514,56 @@ func (p *planner) planDest(ctx context.Context, d *dest) {
 	}
 }
 
-// classify decides every edge of group g into repository d and records the
-// actions, the counts and the work item.
+// classify decides every edge of group g into repository d and keeps the
+// record when it has anything but promoted edges.
 func (p *planner) classify(g *edge.Group, d name.Repository, existed bool, listErr error, known map[string]state) {
-	base := Action{Project: g.Project, Image: g.Image, Source: g.Source.Context().Name(), Destination: d.Name(), Digest: g.Digest.String()}
 	img := known["digest:"+g.Digest.String()]
-	var actions []Action
-	add := func(tag string, pos diag.Position) {
-		a := base
-		a.Tag, a.Position = tag, pos
+	rec := &Record{Group: g, Dest: d, Registry: registryOf(d, g.Image), Existed: existed}
+	decide := func(tag string, pos diag.Position) {
+		dc := Decision{Tag: tag, Position: pos}
 		tagState, tagAsked := known["tag:"+tag]
 		switch {
 		case listErr != nil:
-			a.Class, a.Reason = Error, "listing destination tags: "+listErr.Error()
+			dc.Class, dc.Reason = Error, "listing destination tags: "+listErr.Error()
 		case tag != "" && tagAsked && tagState.err != nil:
-			a.Class, a.Reason = Error, "reading destination tag: "+tagState.err.Error()
+			dc.Class, dc.Reason = Error, "reading destination tag: "+tagState.err.Error()
 		case tag != "" && tagAsked && tagState.present && tagState.digest == g.Digest:
-			a.Class = Promoted
+			dc.Class = Promoted
 		case tag != "" && tagAsked && tagState.present:
-			a.Class, a.Existing = Conflict, tagState.digest.String()
-			a.Reason = fmt.Sprintf("tag %s already points at %s; a published tag never moves", tag, tagState.digest)
+			dc.Class, dc.Existing = Conflict, tagState.digest
+			dc.Reason = fmt.Sprintf("tag %s already points at %s; a published tag never moves", tag, tagState.digest)
 		case img.err != nil:
-			a.Class, a.Reason = Error, "reading destination: "+img.err.Error()
+			dc.Class, dc.Reason = Error, "reading destination: "+img.err.Error()
 		case img.present && tag == "":
-			a.Class = Promoted
+			dc.Class = Promoted
 		case img.present:
-			a.Class = TagOnly
+			dc.Class = TagOnly
 		default:
-			a.Class = Copy // the source is checked afterwards
+			dc.Class = Copy // the source is checked afterwards
 		}
-		actions = append(actions, a)
+		rec.Edges = append(rec.Edges, dc)
 	}
 	if len(g.Tags) == 0 {
-		add("", g.Pos)
+		decide("", g.Pos)
 	}
 	for _, t := range g.Tags {
-		add(t.Name, t.Pos)
+		decide(t.Name, t.Pos)
 	}
-
-	item := Item{Group: g, Dest: d, Existed: existed}
-	for _, a := range actions {
-		switch a.Class {
-		case Copy:
-			item.Copy = true
-			if a.Tag != "" {
-				item.Tags = append(item.Tags, a.Tag)
-			}
-		case TagOnly:
-			item.Tags = append(item.Tags, a.Tag)
-		}
-	}
-	reg := registryOf(d, g.Image)
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	rc := p.byReg[reg]
-	if rc == nil {
-		rc = Counts{}
-		p.byReg[reg] = rc
-	}
-	var idx []int
-	for _, a := range actions {
-		p.counts[a.Class]++
-		rc[a.Class]++
-		if a.Class != Promoted {
-			if a.Class == Copy {
-				idx = append(idx, len(p.actions))
-			}
-			p.actions = append(p.actions, a)
-		}
-	}
-	if !item.Copy && len(item.Tags) == 0 {
+	if !slices.ContainsFunc(rec.Edges, func(dc Decision) bool { return dc.Class != Promoted }) {
+		p.promoted[rec.Registry] += len(rec.Edges)
 		return
 	}
-	p.work = append(p.work, item)
-	if item.Copy {
-		k := srcKey{g.Source.Context().Name(), g.Digest.String()}
+	p.records = append(p.records, rec)
+	if rec.Copy() {
+		k := srcKey{g.Source.Context().Name(), g.Digest}
 		if p.pending == nil {
-			p.pending = map[srcKey][]pendingCopy{}
+			p.pending = map[srcKey][]*Record{}
 			p.sources = map[srcKey]name.Digest{}
 		}
-		p.pending[k] = append(p.pending[k], pendingCopy{item: len(p.work) - 1, actions: idx, reg: reg})
+		p.pending[k] = append(p.pending[k], rec)
 		p.sources[k] = g.Source
 	}
 }
@@ -457,7 +579,9 @@ func (p *planner) checkSources(ctx context.Context) error {
 	found := make(map[srcKey]got, len(p.sources))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, k := range slices.SortedFunc(maps.Keys(p.sources), func(a, b srcKey) int { return cmp.Or(cmp.Compare(a.repo, b.repo), cmp.Compare(a.digest, b.digest)) }) {
+	for _, k := range slices.SortedFunc(maps.Keys(p.sources), func(a, b srcKey) int {
+		return cmp.Or(cmp.Compare(a.repo, b.repo), cmp.Compare(a.digest.String(), b.digest.String()))
+	}) {
 		if err := p.heads.Acquire(ctx, 1); err != nil {
 			break
 		}
@@ -475,12 +599,11 @@ func (p *planner) checkSources(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	drop := map[int]bool{}
-	for k, copies := range p.pending {
+	for k, recs := range p.pending {
 		st := found[k]
 		if st.err == nil {
-			for _, c := range copies {
-				p.work[c.item].Manifest, p.work[c.item].MediaType = st.raw, st.mt
+			for _, r := range recs {
+				r.Manifest, r.MediaType = st.raw, st.mt
 			}
 			continue
 		}
@@ -488,35 +611,11 @@ func (p *planner) checkSources(ctx context.Context) error {
 		if !errors.Is(st.err, regerr.ErrNotFound) {
 			class, reason = Error, "reading the source: "+st.err.Error()
 		}
-		for _, c := range copies {
-			drop[c.item] = true
-			for _, i := range c.actions {
-				p.actions[i].Class, p.actions[i].Reason = class, reason
-				p.counts[Copy]--
-				p.counts[class]++
-				p.byReg[c.reg][Copy]--
-				p.byReg[c.reg][class]++
-			}
-		}
-	}
-	if len(drop) > 0 {
-		work := p.work[:0]
-		for i, it := range p.work {
-			if !drop[i] {
-				work = append(work, it)
-			}
-		}
-		p.work = work
-	}
-	for c, n := range p.counts {
-		if n == 0 {
-			delete(p.counts, c)
-		}
-	}
-	for _, rc := range p.byReg {
-		for c, n := range rc {
-			if n == 0 {
-				delete(rc, c)
+		for _, r := range recs {
+			for i := range r.Edges {
+				if r.Edges[i].Class == Copy {
+					r.Edges[i].Class, r.Edges[i].Reason = class, reason
+				}
 			}
 		}
 	}

@@ -46,7 +46,7 @@ func planFile(t *testing.T, path string) *plan.Plan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := plan.Make(context.Background(), client, res)
+	p, err := plan.Make(context.Background(), client, res.Groups)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func planFile(t *testing.T, path string) *plan.Plan {
 // for every edge including already-promoted ones.
 func classes(p *plan.Plan) map[string]plan.Class {
 	out := map[string]plan.Class{}
-	for _, a := range p.Actions {
+	for _, a := range p.Actions() {
 		k := a.Destination + ":" + a.Tag
 		if a.Tag == "" {
 			k = a.Destination + "@" + a.Digest[:15]
@@ -141,13 +141,13 @@ images:
 		t.Errorf("classes (-want +got):\n%s", diff)
 	}
 	wantCounts := plan.Counts{plan.Promoted: 2, plan.Conflict: 1, plan.TagOnly: 1, plan.Copy: 8, plan.MissingSource: 2}
-	if diff := cmp.Diff(wantCounts, p.Counts); diff != "" {
+	if diff := cmp.Diff(wantCounts, p.Counts()); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)
 	}
 	if !p.Failed() {
 		t.Error("a plan with a conflict and a missing source must fail")
 	}
-	for _, a := range p.Actions {
+	for _, a := range p.Actions() {
 		if a.Class == plan.Conflict {
 			if a.Existing != d1.String() || a.Digest != d2.String() {
 				t.Errorf("conflict should name both digests: existing %s wanted %s", a.Existing, a.Digest)
@@ -159,7 +159,7 @@ images:
 	}
 	// Per-destination summary uses the manifest's registry names.
 	var regs []string
-	for _, d := range p.Destinations {
+	for _, d := range p.Destinations() {
 		regs = append(regs, d.Registry)
 	}
 	if diff := cmp.Diff([]string{M, P}, regs); diff != "" {
@@ -180,11 +180,11 @@ func TestPlanIsDeterministic(t *testing.T) {
 	first := planFile(t, path)
 	for range 3 {
 		again := planFile(t, path)
-		if diff := cmp.Diff(first.Actions, again.Actions); diff != "" {
+		if diff := cmp.Diff(first.Actions(), again.Actions()); diff != "" {
 			t.Fatalf("plans differ between runs (-first +again):\n%s", diff)
 		}
 	}
-	if got := first.Counts[plan.Copy]; got != 24 {
+	if got := first.Counts()[plan.Copy]; got != 24 {
 		t.Errorf("copy edges = %d, want 24", got)
 	}
 }
@@ -200,7 +200,7 @@ func TestUnreachableDestinationOnlyFailsItsEdges(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := writeManifest(t, yaml)
-	p, err := plan.Make(context.Background(), client, validate.Validate(manifest.Load(manifest.Inputs{Files: []string{path}})))
+	p, err := plan.Make(context.Background(), client, validate.Validate(manifest.Load(manifest.Inputs{Files: []string{path}})).Groups)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,8 +92,9 @@ func (r *Report) Failed() bool {
 	return r.Totals.Refused > 0 || r.Totals.Failed > 0 || diag.Errors(r.Problems) > 0
 }
 
-// Progress receives a line per finished job; it may be nil.
-type Progress func(done, total int, job transfer.Job, err error)
+// Progress is told of each (image, destination) record as its promotion
+// finishes, with the error that failed it (nil: done).
+type Progress func(done, total int, r *plan.Record, err error)
 
 // Option configures Execute.
 type Option func(*config)
@@ -114,8 +115,8 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 func WithProgress(p Progress) Option { return func(c *config) { c.progress = p } }
 
 // Execute carries out the plan's work as one transfer (see package
-// transfer). Each item (digest, destination) is independent: a failure
-// fails that item's edges only. The returned error is only the context's;
+// transfer). Each record (digest, destination) is independent: a failure
+// fails that record's edges only. The returned error is only the context's;
 // everything else is in the report.
 func Execute(ctx context.Context, reg Registry, p *plan.Plan, opts ...Option) (*Report, error) {
 	cfg := config{jobs: 8, logger: slog.New(slog.DiscardHandler)}
@@ -123,80 +124,95 @@ func Execute(ctx context.Context, reg Registry, p *plan.Plan, opts ...Option) (*
 		o(&cfg)
 	}
 	start := time.Now()
-	jobs := make([]transfer.Job, len(p.Work))
-	for i, it := range p.Work {
-		jobs[i] = transfer.Job{Source: it.Group.Source, Dest: it.Dest, Copy: it.Copy, Tags: it.Tags, DestExisted: it.Existed,
-			Manifest: it.Manifest, MediaType: it.MediaType}
+	// The records with work, and one transfer job for each: job i is
+	// work[i], so results come back to their record by position.
+	var work []*plan.Record
+	for _, r := range p.Records {
+		if r.HasWork() {
+			work = append(work, r)
+		}
+	}
+	jobs := make([]transfer.Job, len(work))
+	for i, r := range work {
+		jobs[i] = transfer.Job{Source: r.Group.Source.Context(), Digest: r.Group.Digest, Dest: r.Dest, Copy: r.Copy(), Tags: r.Tags(),
+			DestExisted: r.Existed, Manifest: r.Manifest, MediaType: r.MediaType}
 	}
 	var done atomic.Int64
 	var mu sync.Mutex
-	progress := func(j transfer.Job, r transfer.Result) {
+	progress := func(i int, res transfer.Result) {
 		n := int(done.Add(1))
-		err := r.Image
+		err := res.Image
 		if err == nil {
-			for _, t := range slices.Sorted(maps.Keys(r.Tags)) {
-				err = errors.Join(err, r.Tags[t])
+			for _, t := range slices.Sorted(maps.Keys(res.Tags)) {
+				err = errors.Join(err, res.Tags[t])
 			}
 		}
 		if err != nil {
-			cfg.logger.Warn("promotion failed", "image", j.Source.String(), "destination", j.Dest.String(), "error", err)
+			cfg.logger.Warn("promotion failed", "image", work[i].Group.Source.String(), "destination", work[i].Dest.String(), "error", err)
 		}
 		if cfg.progress != nil {
 			mu.Lock()
 			defer mu.Unlock()
-			cfg.progress(n, len(jobs), j, err)
+			cfg.progress(n, len(jobs), work[i], err)
 		}
 	}
 	results, stats, err := transfer.Run(ctx, reg, jobs, transfer.WithJobs(cfg.jobs), transfer.WithLogger(cfg.logger), transfer.WithProgress(progress))
-
-	type itemKey struct{ dest, digest string }
-	outcomes := map[itemKey]transfer.Result{}
+	outcome := make(map[*plan.Record]*transfer.Result, len(work))
 	copies := 0
-	for i, it := range p.Work {
-		if i >= len(results) {
-			break
+	for i := range results {
+		res := &results[i]
+		if ctxErr := ctx.Err(); ctxErr != nil && res.Image == nil && !res.Copied && jobs[i].Copy {
+			res.Image = ctxErr // never started
 		}
-		r := results[i]
-		if ctxErr := ctx.Err(); ctxErr != nil && r.Image == nil && !r.Copied && it.Copy {
-			r.Image = ctxErr // never started
-		}
-		if r.Copied {
+		if res.Copied {
 			copies++
 		}
-		outcomes[itemKey{it.Dest.Name(), it.Group.Digest.String()}] = r
+		outcome[work[i]] = res
 	}
+
 	rep := &Report{SchemaVersion: plan.SchemaVersion, Images: copies, Engine: stats, Results: []Result{}, Problems: p.Problems}
 	if rep.Problems == nil {
 		rep.Problems = []diag.Problem{}
 	}
-	rep.Totals.Present = p.Counts[plan.Promoted]
-	for _, a := range p.Actions {
-		r := Result{Action: a}
-		switch a.Class {
-		case plan.Copy, plan.TagOnly:
-			o := outcomes[itemKey{a.Destination, a.Digest}]
-			edgeErr := o.Image
-			if edgeErr == nil && a.Tag != "" {
-				edgeErr = o.Tags[a.Tag]
+	rep.Totals.Present = p.Counts()[plan.Promoted]
+	for _, r := range p.Records {
+		o := outcome[r]
+		for i := range r.Edges {
+			d := &r.Edges[i]
+			if d.Class == plan.Promoted {
+				continue
 			}
-			if edgeErr == nil && ctx.Err() != nil && !o.Copied && a.Class == plan.TagOnly {
-				edgeErr = ctx.Err()
-			}
-			if edgeErr != nil {
-				r.Status, r.Error, r.Err = StatusFailed, edgeErr.Error(), edgeErr
+			row := Result{Action: plan.ActionOf(r, d)}
+			switch d.Class {
+			case plan.Copy, plan.TagOnly:
+				var edgeErr error
+				switch {
+				case o == nil:
+					edgeErr = ctx.Err() // never handed to the engine
+				case o.Image != nil:
+					edgeErr = o.Image
+				case d.Tag != "":
+					edgeErr = o.Tags[d.Tag]
+				}
+				if edgeErr == nil && ctx.Err() != nil && (o == nil || !o.Copied) && d.Class == plan.TagOnly {
+					edgeErr = ctx.Err()
+				}
+				if edgeErr != nil {
+					row.Status, row.Error, row.Err = StatusFailed, edgeErr.Error(), edgeErr
+					rep.Totals.Failed++
+				} else {
+					row.Status = StatusPromoted
+					rep.Totals.Promoted++
+				}
+			case plan.Error:
+				row.Status, row.Error = StatusFailed, d.Reason
 				rep.Totals.Failed++
-			} else {
-				r.Status = StatusPromoted
-				rep.Totals.Promoted++
+			default:
+				row.Status, row.Error = StatusRefused, d.Reason
+				rep.Totals.Refused++
 			}
-		case plan.Error:
-			r.Status, r.Error = StatusFailed, a.Reason
-			rep.Totals.Failed++
-		default:
-			r.Status, r.Error = StatusRefused, a.Reason
-			rep.Totals.Refused++
+			rep.Results = append(rep.Results, row)
 		}
-		rep.Results = append(rep.Results, r)
 	}
 	slices.SortFunc(rep.Results, func(a, b Result) int {
 		return cmp.Or(cmp.Compare(a.Destination, b.Destination), cmp.Compare(a.Tag, b.Tag), cmp.Compare(a.Digest, b.Digest))

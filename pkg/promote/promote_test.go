@@ -17,11 +17,10 @@ import (
 
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/access"
-	"github.com/imgpromoter/promoter/pkg/manifest"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
+	"github.com/imgpromoter/promoter/pkg/promoter"
 	"github.com/imgpromoter/promoter/pkg/regerr"
-	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
 type harness struct {
@@ -45,15 +44,14 @@ func newHarness(t *testing.T, yaml string) *harness {
 
 func (h *harness) plan() *plan.Plan {
 	h.t.Helper()
-	res := validate.Validate(manifest.Load(manifest.Inputs{Files: []string{h.path}}))
-	if res.Stats.Errors > 0 {
-		h.t.Fatalf("manifest problems: %v", res.Problems)
-	}
-	p, err := plan.Make(context.Background(), h.client, res)
+	res, err := promoter.Plan(context.Background(), promoter.Inputs{Files: []string{h.path}}, promoter.WithClient(h.client))
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return p
+	if res.Plan.Stats.Errors > 0 {
+		h.t.Fatalf("manifest problems: %v", res.Plan.Problems)
+	}
+	return res.Plan
 }
 
 func (h *harness) run() *promote.Report {
@@ -157,8 +155,8 @@ func TestTagOnlyDoesNotNeedTheSource(t *testing.T) {
 	testenv.PushImage(t, prod+"/p/app@"+d.String(), 7)
 	h := newHarness(t, fmt.Sprintf("registries:\n- name: %s/s\n  src: true\n- name: %s/p\nimages:\n- name: app\n  dmap:\n    %q: [\"new\"]\n", staging, prod, d))
 	p := h.plan()
-	if p.Counts[plan.TagOnly] != 1 {
-		t.Fatalf("want one tag-only edge, got %v", p.Counts)
+	if p.Counts()[plan.TagOnly] != 1 {
+		t.Fatalf("want one tag-only edge, got %v", p.Counts())
 	}
 	rep, err := promote.Execute(context.Background(), h.client, p)
 	if err != nil || rep.Failed() {

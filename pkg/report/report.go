@@ -75,8 +75,8 @@ var classVerb = map[plan.Class]string{
 	plan.Copy: "COPY", plan.TagOnly: "TAG", plan.Conflict: "REFUSED", plan.MissingSource: "MISSING", plan.Error: "ERROR",
 }
 
-// Plan writes a plan.
-func Plan(w io.Writer, f Format, p *plan.Plan) error {
+// Plan writes a plan (its JSON form, derived with plan.Plan.Document).
+func Plan(w io.Writer, f Format, p *plan.Document) error {
 	switch f {
 	case JSON:
 		return writeJSON(w, p)
@@ -87,7 +87,7 @@ func Plan(w io.Writer, f Format, p *plan.Plan) error {
 	s := p.Stats
 	fmt.Fprintf(&b, "Plan: %s from %s (%s, %s, %s)\n", plural(p.Counts.Total(), "edge"), plural(s.Manifests, "manifest"), plural(s.Images, "image"), plural(s.Digests, "digest"), plural(s.Tags, "tag"))
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	for _, c := range plan.Classes {
+	for _, c := range plan.ReportOrder() {
 		fmt.Fprintf(tw, "  %s\t%d\n", classLabel[c], p.Counts[c])
 	}
 	if n := diag.Errors(p.Problems); n > 0 {
@@ -140,7 +140,7 @@ func actionLine(a plan.Action) string {
 	return line
 }
 
-func planMarkdown(w io.Writer, p *plan.Plan) error {
+func planMarkdown(w io.Writer, p *plan.Document) error {
 	var b strings.Builder
 	refused := p.Counts[plan.Conflict] + p.Counts[plan.MissingSource] + p.Counts[plan.Error]
 	icon := ":white_check_mark:"
@@ -273,7 +273,7 @@ func shortDigest(d string) string {
 
 func status(c plan.Counts) string {
 	var parts []string
-	for _, cl := range plan.Classes {
+	for _, cl := range plan.ReportOrder() {
 		if n := c[cl]; n > 0 && cl != plan.Promoted {
 			parts = append(parts, fmt.Sprintf("%s %d", classLabel[cl], n))
 		}

@@ -5,9 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/diag"
+	"github.com/imgpromoter/promoter/pkg/edge"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
 	"github.com/imgpromoter/promoter/pkg/report"
@@ -23,28 +27,40 @@ func samplePlan() *plan.Plan {
 	pos := func(line int) diag.Position {
 		return diag.Position{File: "images/p/images.yaml", Line: line, Column: 5}
 	}
-	actions := []plan.Action{
-		{Class: plan.Conflict, Image: "app", Source: "stage.example/s/app", Destination: "prod.example/p/app", Digest: dB, Tag: "1.0", Existing: dA, Reason: "tag 1.0 already points at " + dA + "; a published tag never moves", Position: pos(4)},
-		{Class: plan.Copy, Image: "app", Source: "stage.example/s/app", Destination: "prod.example/p/app", Digest: dB, Tag: "2.0", Position: pos(5)},
-		{Class: plan.TagOnly, Image: "app", Source: "stage.example/s/app", Destination: "mirror.example/m/app", Digest: dA, Tag: "stable", Position: pos(6)},
-		{Class: plan.MissingSource, Image: "gone", Source: "stage.example/s/gone", Destination: "prod.example/p/gone", Digest: dA, Reason: "stage.example/s/gone@" + dA + " is not in the source registry", Position: pos(9)},
+	hA, hB := v1.Hash{Algorithm: "sha256", Hex: dA[7:]}, v1.Hash{Algorithm: "sha256", Hex: dB[7:]}
+	group := func(image string, d v1.Hash) *edge.Group {
+		src, err := name.NewDigest("stage.example/s/" + image + "@" + d.String())
+		if err != nil {
+			panic(err)
+		}
+		return &edge.Group{Project: "team-a", Image: image, Source: src, Digest: d}
 	}
-	plan.SortActions(actions)
-	for i := range actions {
-		actions[i].Project = "team-a"
+	repo := func(s string) name.Repository {
+		r, err := name.NewRepository(s)
+		if err != nil {
+			panic(err)
+		}
+		return r
 	}
+	appB, appA, gone := group("app", hB), group("app", hA), group("gone", hA)
 	p := &plan.Plan{
-		SchemaVersion: plan.SchemaVersion,
-		Stats:         validate.Stats{Manifests: 1, Images: 2, Digests: 2, Tags: 3, Edges: 6, ValidEdges: 5, Errors: 1},
-		Counts:        plan.Counts{plan.Copy: 1, plan.TagOnly: 1, plan.Promoted: 1, plan.Conflict: 1, plan.MissingSource: 1},
-		Destinations: []plan.DestinationSummary{
-			{Registry: "mirror.example/m", Counts: plan.Counts{plan.TagOnly: 1, plan.Promoted: 1}},
-			{Registry: "prod.example/p", Counts: plan.Counts{plan.Copy: 1, plan.Conflict: 1, plan.MissingSource: 1}},
+		Stats: validate.Stats{Manifests: 1, Images: 2, Digests: 2, Tags: 3, Edges: 6, ValidEdges: 5, Errors: 1},
+		Records: []*plan.Record{
+			{Group: appB, Dest: repo("prod.example/p/app"), Registry: "prod.example/p", Edges: []plan.Decision{
+				{Tag: "1.0", Class: plan.Conflict, Existing: hA, Reason: "tag 1.0 already points at " + dA + "; a published tag never moves", Position: pos(4)},
+				{Tag: "2.0", Class: plan.Copy, Position: pos(5)},
+			}},
+			{Group: appA, Dest: repo("mirror.example/m/app"), Registry: "mirror.example/m", Edges: []plan.Decision{
+				{Tag: "latest", Class: plan.Promoted, Position: pos(3)},
+				{Tag: "stable", Class: plan.TagOnly, Position: pos(6)},
+			}},
+			{Group: gone, Dest: repo("prod.example/p/gone"), Registry: "prod.example/p", Edges: []plan.Decision{
+				{Class: plan.MissingSource, Reason: "stage.example/s/gone@" + dA + " is not in the source registry", Position: pos(9)},
+			}},
 		},
-		Actions:  actions,
 		Problems: []diag.Problem{{Pos: pos(12), Severity: diag.SeverityError, Code: diag.CodeDigest, Entry: "image bad", Message: `invalid digest "sha256:12" (2 hex digits, want 64)`}},
 	}
-	p.Images = plan.Summaries(p)
+	p.Images = plan.Summaries(p.Actions())
 	for i := range p.Images {
 		if p.Images[i].Digest == dB {
 			p.Images[i].Platforms, p.Images[i].Size = []string{"linux/amd64", "linux/arm64"}, 3<<20+512
@@ -56,7 +72,7 @@ func samplePlan() *plan.Plan {
 func sampleRun() *promote.Report {
 	p := samplePlan()
 	r := &promote.Report{SchemaVersion: plan.SchemaVersion, Totals: promote.Totals{Promoted: 2, Present: 1, Refused: 2}, Images: 1, Duration: 1500 * time.Millisecond, Problems: p.Problems}
-	for _, a := range p.Actions {
+	for _, a := range p.Actions() {
 		res := promote.Result{Action: a, Status: promote.StatusPromoted}
 		if a.Class.Refused() {
 			res.Status, res.Error = promote.StatusRefused, a.Reason
@@ -71,7 +87,7 @@ func TestRenderers(t *testing.T) {
 	for _, f := range []report.Format{report.Text, report.JSON, report.Markdown} {
 		t.Run(string(f), func(t *testing.T) {
 			var b bytes.Buffer
-			if err := report.Plan(&b, f, samplePlan()); err != nil {
+			if err := report.Plan(&b, f, samplePlan().Document()); err != nil {
 				t.Fatal(err)
 			}
 			testenv.Golden(t, "plan."+string(f), b.Bytes())

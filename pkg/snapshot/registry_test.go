@@ -205,12 +205,12 @@ func TestRoundTrip(t *testing.T) {
 	if res.Stats.Digests != digests || res.Stats.Tags != tags {
 		t.Errorf("manifest has %d digests and %d tags, the snapshot %d and %d", res.Stats.Digests, res.Stats.Tags, digests, tags)
 	}
-	p, err := plan.Make(context.Background(), newClient(t), res)
+	p, err := plan.Make(context.Background(), newClient(t), res.Groups)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Failed() || p.Counts[plan.Promoted] != res.Stats.ValidEdges || p.Counts.Total() != res.Stats.ValidEdges || len(p.Work) != 0 {
-		t.Errorf("plan of the snapshot against a registry holding it: counts %v of %d edges, %d work items, actions %+v", p.Counts, res.Stats.ValidEdges, len(p.Work), p.Actions)
+	if p.Failed() || p.Counts()[plan.Promoted] != res.Stats.ValidEdges || p.Counts().Total() != res.Stats.ValidEdges || len(p.Records) != 0 {
+		t.Errorf("plan of the snapshot against a registry holding it: counts %v of %d edges, %d work items, actions %+v", p.Counts(), res.Stats.ValidEdges, len(p.Records), p.Actions())
 	}
 	// 3 tags of app:1 + 1 of app:2 + 2 of the index + 1 of its amd64 child
 	// + its tagless arm64 child + agent:v1.
@@ -224,12 +224,12 @@ func TestRoundTrip(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "manifests", "team", "promoter-manifest.yaml"),
 		fmt.Sprintf("registries:\n- name: %s/team\n  src: true\n- name: %s/team\n", staging.Host, empty.Host))
 	res = validate.Validate(manifest.Load(manifest.Inputs{ThinDirs: []string{dir}}))
-	p, err = plan.Make(context.Background(), newClient(t), res)
+	p, err = plan.Make(context.Background(), newClient(t), res.Groups)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Failed() || p.Counts[plan.Promoted] != 0 || p.Counts.Total() != 9 {
-		t.Errorf("plan against an empty registry: %v", p.Counts)
+	if p.Failed() || p.Counts()[plan.Promoted] != 0 || p.Counts().Total() != 9 {
+		t.Errorf("plan against an empty registry: %v", p.Counts())
 	}
 }
 

@@ -184,7 +184,7 @@ func BenchmarkLargeBlob(b *testing.B) {
 					sinks = append(sinks, got)
 					source, _ := name.NewDigest(src + "/s/big@" + img.String())
 					dest, _ := name.NewRepository(host + "/p/big")
-					jobs = append(jobs, transfer.Job{Source: source, Dest: dest, Copy: true, Tags: []string{"v1"}})
+					jobs = append(jobs, transfer.Job{Source: source.Context(), Digest: img, Dest: dest, Copy: true, Tags: []string{"v1"}})
 				}
 				client, err := access.New()
 				if err != nil {

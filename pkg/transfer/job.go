@@ -39,7 +39,7 @@ func (e *engine) finishJob(ctx context.Context, j Job, tree *node, res *Result) 
 	if len(j.Tags) == 0 {
 		return
 	}
-	dst := j.Dest.Digest(j.Source.DigestStr())
+	dst := j.Dest.Digest(j.Digest.String())
 	if raw == nil {
 		// Tag only: the image is complete in the destination; tag it from
 		// there (the source need not be read at all).
@@ -52,11 +52,7 @@ func (e *engine) finishJob(ctx context.Context, j Job, tree *node, res *Result) 
 			return
 		}
 	}
-	want, err := v1.NewHash(j.Source.DigestStr())
-	if err != nil {
-		res.Image = err
-		return
-	}
+	want := j.Digest
 	for _, tag := range j.Tags {
 		ref := j.Dest.Tag(tag)
 		// Re-check right before writing: a tag set by someone else since

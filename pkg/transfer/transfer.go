@@ -63,7 +63,9 @@ type Registry interface {
 
 // Job is one image (by digest) for one destination repository.
 type Job struct {
-	Source name.Digest
+	Source name.Repository
+	// Digest is the image's digest (a manifest or an index).
+	Digest v1.Hash
 	Dest   name.Repository
 	// Copy is true when the image is absent from Dest.
 	Copy bool
@@ -108,7 +110,7 @@ type config struct {
 	memLimit   int64
 	tempDir    string
 	logger     *slog.Logger
-	onProgress func(Job, Result)
+	onProgress func(int, Result)
 }
 
 // WithJobs bounds how many transfers (and manifest writes) run at once.
@@ -126,8 +128,9 @@ func WithTempDir(dir string) Option { return func(c *config) { c.tempDir = dir }
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
-// WithProgress calls f as each job finishes.
-func WithProgress(f func(Job, Result)) Option { return func(c *config) { c.onProgress = f } }
+// WithProgress calls f with the index and result of each job as it
+// finishes.
+func WithProgress(f func(i int, r Result)) Option { return func(c *config) { c.onProgress = f } }
 
 // node is a source manifest and what it references.
 type node struct {
@@ -201,7 +204,7 @@ func Run(ctx context.Context, reg Registry, jobs []Job, opts ...Option) ([]Resul
 	trees := make([]*node, len(jobs))
 	if err := e.forEach(ctx, len(jobs), func(ctx context.Context, i int) {
 		if jobs[i].Copy {
-			trees[i], results[i].Image = e.tree(ctx, jobs[i].Source.Context(), jobs[i].Source.DigestStr(), jobs[i].Manifest, jobs[i].MediaType)
+			trees[i], results[i].Image = e.tree(ctx, jobs[i].Source, jobs[i].Digest, jobs[i].Manifest, jobs[i].MediaType)
 		}
 	}); err != nil {
 		return results, e.stats, err
@@ -221,7 +224,7 @@ func Run(ctx context.Context, reg Registry, jobs []Job, opts ...Option) ([]Resul
 	err := e.runJobs(ctx, len(jobs), func(ctx context.Context, i int) {
 		e.finishJob(ctx, jobs[i], trees[i], &results[i])
 		if cfg.onProgress != nil {
-			cfg.onProgress(jobs[i], results[i])
+			cfg.onProgress(i, results[i])
 		}
 	})
 	if berr := <-blobsDone; err == nil {
@@ -279,11 +282,7 @@ func (e *engine) forEach(ctx context.Context, n int, f func(context.Context, int
 
 // tree reads a source manifest (unless raw is given) and, for an index, its
 // children, once per (repository, digest) for the whole run.
-func (e *engine) tree(ctx context.Context, repo name.Repository, digest string, raw []byte, mt types.MediaType) (*node, error) {
-	h, err := v1.NewHash(digest)
-	if err != nil {
-		return nil, err
-	}
+func (e *engine) tree(ctx context.Context, repo name.Repository, h v1.Hash, raw []byte, mt types.MediaType) (*node, error) {
 	key := repoBlob{repo.Name(), h}
 	e.mu.Lock()
 	te, ok := e.trees[key]
@@ -316,7 +315,7 @@ func (e *engine) readTree(ctx context.Context, repo name.Repository, h v1.Hash, 
 		}
 		for _, d := range idx.Manifests {
 			if d.MediaType.IsIndex() || d.MediaType.IsImage() || isManifestType(d.MediaType) {
-				c, err := e.tree(ctx, repo, d.Digest.String(), nil, "")
+				c, err := e.tree(ctx, repo, d.Digest, nil, "")
 				if err != nil {
 					return nil, err
 				}
@@ -464,7 +463,7 @@ func (e *engine) blobTasks(jobs []Job, trees []*node, results []Result) []*task 
 				need[k] = true
 				t := byDigest[b.Digest]
 				if t == nil {
-					t = &task{desc: b, source: j.Source.Context(), targets: map[string][]name.Repository{}}
+					t = &task{desc: b, source: j.Source, targets: map[string][]name.Repository{}}
 					byDigest[b.Digest] = t
 				}
 				host := j.Dest.RegistryStr()

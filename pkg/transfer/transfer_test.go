@@ -126,7 +126,7 @@ func TestFanOutWithAFailingMirror(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			jobs = append(jobs, transfer.Job{Source: source, Dest: dest, Copy: true, Tags: []string{im.tag}})
+			jobs = append(jobs, transfer.Job{Source: source.Context(), Digest: im.digest, Dest: dest, Copy: true, Tags: []string{im.tag}})
 		}
 	}
 	client, err := access.New(access.WithRetryBackoff(remote.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Steps: 4}))
@@ -219,7 +219,7 @@ func TestAFailedBlobTaskReleasesItsJobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		jobs = append(jobs, transfer.Job{Source: src, Dest: dst, Copy: true, Tags: []string{"v1"}})
+		jobs = append(jobs, transfer.Job{Source: src.Context(), Digest: im.d, Dest: dst, Copy: true, Tags: []string{"v1"}})
 	}
 	client, err := access.New(testenv.FastRetries())
 	if err != nil {

@@ -41,7 +41,7 @@ type Input struct {
 // Result is the combined report: Plan, Run or Drift, after Kind.
 type Result struct {
 	Kind  Kind
-	Plan  *plan.Plan
+	Plan  *plan.Document
 	Run   *promote.Report
 	Drift *drift.Report
 	Shard shard.Info
@@ -74,7 +74,7 @@ func (r *Result) JSON() any {
 		}{r.Run, &r.Shard}
 	}
 	return struct {
-		*plan.Plan
+		*plan.Document
 		Shard *shard.Info `json:"shard"`
 	}{r.Plan, &r.Shard}
 }
@@ -178,12 +178,12 @@ func decode[T any](in Input) (*T, error) {
 // mergePlans adds the shards' counts and concatenates their actions. The
 // validation statistics and problems are about the whole manifest set,
 // which every shard reads: they are taken once.
-func mergePlans(inputs []Input) (*plan.Plan, error) {
-	out := &plan.Plan{SchemaVersion: plan.SchemaVersion, Counts: plan.Counts{}, Actions: []plan.Action{}, Destinations: []plan.DestinationSummary{}}
+func mergePlans(inputs []Input) (*plan.Document, error) {
+	out := &plan.Document{SchemaVersion: plan.SchemaVersion, Counts: plan.Counts{}, Actions: []plan.Action{}, Destinations: []plan.DestinationSummary{}}
 	byReg := map[string]plan.Counts{}
 	var problems [][]diag.Problem
 	for i, in := range inputs {
-		p, err := decode[plan.Plan](in)
+		p, err := decode[plan.Document](in)
 		if err != nil {
 			return nil, err
 		}

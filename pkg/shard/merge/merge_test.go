@@ -103,13 +103,13 @@ func TestMergeRuns(t *testing.T) {
 
 func TestMergePlans(t *testing.T) {
 	planJSON := func(in *shard.Info, actions ...plan.Action) []byte {
-		p := &plan.Plan{SchemaVersion: plan.SchemaVersion, Counts: plan.Counts{plan.Promoted: 4}, Actions: actions, Problems: []diag.Problem{}}
+		p := &plan.Document{SchemaVersion: plan.SchemaVersion, Counts: plan.Counts{plan.Promoted: 4}, Actions: actions, Problems: []diag.Problem{}}
 		for _, a := range actions {
 			p.Counts[a.Class]++
 		}
 		p.Destinations = []plan.DestinationSummary{{Registry: "prod", Counts: p.Counts}}
 		data, err := json.Marshal(struct {
-			*plan.Plan
+			*plan.Document
 			Shard *shard.Info `json:"shard"`
 		}{p, in})
 		if err != nil {

@@ -5,7 +5,6 @@
 package demo
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -16,23 +15,19 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/imgpromoter/promoter/pkg/access"
+	"github.com/imgpromoter/promoter/internal/regtest"
 	"github.com/imgpromoter/promoter/pkg/manifest"
 	"github.com/imgpromoter/promoter/pkg/plan"
-	"github.com/imgpromoter/promoter/pkg/promote"
+	"github.com/imgpromoter/promoter/pkg/promoter"
 	"github.com/imgpromoter/promoter/pkg/report"
-	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
 // Options configures Run.
@@ -124,51 +119,49 @@ func Run(ctx context.Context, o Options) (err error) {
 		say("--- %s\n%s", f, b)
 	}
 
-	client, err := access.New()
-	if err != nil {
-		return err
-	}
-	load := func() (*validate.Result, *plan.Plan, error) {
-		res := validate.Validate(manifest.Load(manifest.Inputs{ThinDirs: []string{dir}}))
-		if res.Stats.Errors > 0 {
-			return nil, nil, fmt.Errorf("example manifests have %d problems", res.Stats.Errors)
+	in := promoter.Inputs{ThinDirs: []string{dir}}
+	planned := func() (*plan.Plan, error) {
+		res, err := promoter.Plan(ctx, in)
+		if err != nil {
+			return nil, err
 		}
-		p, err := plan.Make(ctx, client, res)
-		return res, p, err
+		if res.Plan.Stats.Errors > 0 {
+			return nil, fmt.Errorf("example manifests have %d problems", res.Plan.Stats.Errors)
+		}
+		return res.Plan, nil
 	}
 
 	say("== promoter plan %s", dir)
-	_, p, err := load()
+	p, err := planned()
 	if err != nil {
 		return err
 	}
-	if err := report.Plan(out, report.Text, p); err != nil {
+	if err := report.Plan(out, report.Text, p.Document()); err != nil {
 		return err
 	}
 
 	say("\n== promoter run --confirm %s", dir)
-	rep, err := promote.Execute(ctx, client, p)
+	res, err := promoter.Run(ctx, in)
 	if err != nil {
 		return err
 	}
-	rep.AddTraffic(client.Counter().Snapshot())
-	if err := report.Run(out, report.Text, rep); err != nil {
+	if err := report.Run(out, report.Text, res.Report); err != nil {
 		return err
 	}
-	if rep.Failed() || rep.Totals.Promoted == 0 {
+	if res.Failed() || res.Report.Totals.Promoted == 0 {
 		return errors.New("the demo promotion did not promote everything")
 	}
 
 	say("\n== Second run: nothing left to do")
-	_, p2, err := load()
+	p2, err := planned()
 	if err != nil {
 		return err
 	}
-	if err := report.Plan(out, report.Text, p2); err != nil {
+	if err := report.Plan(out, report.Text, p2.Document()); err != nil {
 		return err
 	}
-	if len(p2.Actions) != 0 {
-		return fmt.Errorf("second run still has %d actions", len(p2.Actions))
+	if n := len(p2.Actions()); n != 0 {
+		return fmt.Errorf("second run still has %d actions", n)
 	}
 
 	if !o.Keep {
@@ -194,30 +187,45 @@ type sample struct {
 	what   string
 }
 
-// pushSamples pushes deterministic images: the same bytes, hence the same
-// digests, on every run.
+// pushSamples pushes deterministic images (built as the tests build
+// theirs, internal/regtest): the same bytes, hence the same digests, on
+// every run.
 func pushSamples(ctx context.Context, host string) ([]sample, error) {
-	base := layer("base", 1)
-	hello1, err := image(base, layer("hello v1", 2), "amd64")
+	base, err := layer("base", 1)
 	if err != nil {
 		return nil, err
 	}
-	hello2, err := image(base, layer("hello v2", 3), "amd64")
+	img := func(top, arch string, seed int) (v1.Image, error) {
+		l, err := layer(top, seed)
+		if err != nil {
+			return nil, err
+		}
+		return regtest.NewImage(&v1.Platform{OS: "linux", Architecture: arch}, nil,
+			[]regtest.ImageLayer{{Layer: base, CreatedBy: "demo base"}, {Layer: l, CreatedBy: "demo " + top}})
+	}
+	hello1, err := img("hello v1", "amd64", 2)
 	if err != nil {
 		return nil, err
 	}
-	amd, err := image(base, layer("web amd64", 4), "amd64")
+	hello2, err := img("hello v2", "amd64", 3)
 	if err != nil {
 		return nil, err
 	}
-	arm, err := image(base, layer("web arm64", 5), "arm64")
+	amd, err := img("web amd64", "amd64", 4)
 	if err != nil {
 		return nil, err
 	}
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	idx = mutate.AppendManifests(idx,
-		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
-		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
+	arm, err := img("web arm64", "arm64", 5)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := regtest.NewIndex([]regtest.IndexChild{
+		{Image: amd, Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}},
+		{Image: arm, Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}},
+	})
+	if err != nil {
+		return nil, err
+	}
 	pushers := []struct {
 		name string
 		tags []string
@@ -263,32 +271,10 @@ func digestOf(t remote.Taggable) (v1.Hash, error) {
 	return v1.Hash{}, errors.New("unknown artifact")
 }
 
-// layer is a small deterministic tar layer.
-func layer(content string, seed int) v1.Layer {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	body := bytes.Repeat([]byte(content+"\n"), 64*seed)
-	_ = tw.WriteHeader(&tar.Header{Name: "demo/" + fmt.Sprint(seed) + ".txt", Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(0, 0)})
-	_, _ = tw.Write(body)
-	_ = tw.Close()
-	return static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer)
-}
-
-func image(base, top v1.Layer, arch string) (v1.Image, error) {
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	img, err := mutate.AppendLayers(img, base, top)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", arch
-	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
-	return mutate.ConfigFile(img, cf)
+// layer is a small deterministic layer: one text file.
+func layer(content string, seed int) (v1.Layer, error) {
+	body := strings.Repeat(content+"\n", 64*seed)
+	return regtest.NewLayer("demo/"+fmt.Sprint(seed)+".txt", strings.NewReader(body), int64(len(body)))
 }
 
 func writeManifests(dir, staging, us, eu string, images []sample) error {

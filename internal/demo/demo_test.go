@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imgpromoter/promoter/pkg/demo"
+	"github.com/imgpromoter/promoter/internal/demo"
 )
 
 // The demo checks its own outcome (everything promoted, second run a no-op)

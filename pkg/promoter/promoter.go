@@ -1,0 +1,254 @@
+// Package promoter is the promoter as a library: what the plan and run
+// commands do, for a Go program. Plan reads the manifests and the
+// registries and says what a promotion would do; Run does it and returns
+// the finished report, traffic counts included. Pull-request mode (only the
+// edges a change adds since a git revision) is an option of both.
+//
+//	res, err := promoter.Run(ctx, promoter.Inputs{ThinDirs: []string{"manifests"}},
+//		promoter.WithSince("origin/main"), promoter.WithJobs(8))
+//	if err != nil { ... }         // cancellation, or an option or revision that cannot work
+//	if res.Failed() { ... }       // an edge refused or failed, or an input unreadable
+//	report.Run(os.Stdout, report.Text, res.Report)
+//
+// The command line (internal/cli) turns its flags into these options and
+// renders the results; it holds no promotion logic.
+package promoter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/imgpromoter/promoter/pkg/access"
+	"github.com/imgpromoter/promoter/pkg/change"
+	"github.com/imgpromoter/promoter/pkg/edge"
+	"github.com/imgpromoter/promoter/pkg/gitrev"
+	"github.com/imgpromoter/promoter/pkg/manifest"
+	"github.com/imgpromoter/promoter/pkg/plan"
+	"github.com/imgpromoter/promoter/pkg/promote"
+	"github.com/imgpromoter/promoter/pkg/validate"
+)
+
+// Inputs names the manifests: plain manifest files and thin manifest
+// directories.
+type Inputs = manifest.Inputs
+
+// Result is what Plan or Run found and did.
+type Result struct {
+	// Plan is the decision for every valid edge (in pull-request mode, for
+	// every edge the change adds).
+	Plan *plan.Plan
+	// Report is what the run did (Run only), traffic counts included.
+	Report *promote.Report
+	// Since describes the comparison in pull-request mode (nil otherwise).
+	Since *Since
+	// Unreadable says some input could not be read; the readable rest was
+	// still planned (and promoted): one bad file never blocks the others.
+	Unreadable bool
+}
+
+// Failed reports whether the command would exit 1: an edge refused or
+// failed, an entry invalid, or an input unreadable.
+func (r *Result) Failed() bool {
+	if r.Unreadable {
+		return true
+	}
+	if r.Report != nil {
+		return r.Report.Failed()
+	}
+	return r.Plan.Failed()
+}
+
+// Since describes a pull-request mode comparison.
+type Since struct {
+	// Rev is the revision compared with.
+	Rev gitrev.Revision
+	// Absent lists the inputs that did not exist at Rev: all their edges
+	// are new.
+	Absent []string
+	// Added is the number of valid edges the change adds (those planned);
+	// Valid the number of valid edges in the manifests now.
+	Added, Valid int
+}
+
+// RevisionError says the manifests could not be read at the revision given
+// with WithSince (a revision missing from the clone, a path outside the
+// repository): the job needs fixing, not the change.
+type RevisionError struct {
+	Rev string
+	Err error
+}
+
+func (e *RevisionError) Error() string { return e.Err.Error() }
+func (e *RevisionError) Unwrap() error { return e.Err }
+
+// Option configures Plan and Run.
+type Option func(*options)
+
+type options struct {
+	since      string
+	client     *access.Client
+	clientOpts []access.Option
+	jobs       int
+	logger     *slog.Logger
+	progress   promote.Progress
+	describe   int
+	planned    func(*Result)
+	sel        func([]*edge.Group) []*edge.Group
+}
+
+func defaults() options {
+	return options{jobs: 8, logger: slog.New(slog.DiscardHandler)}
+}
+
+// WithSince is pull-request mode: only the edges the change since git
+// revision rev adds are planned (the manifests must be in a git work tree).
+func WithSince(rev string) Option { return func(o *options) { o.since = rev } }
+
+// WithClient sets the registry client (default: one built from the
+// options below). Its request counts become the report's traffic counts.
+func WithClient(c *access.Client) Option { return func(o *options) { o.client = c } }
+
+// WithInsecureRegistries names hosts that may be reached over plain HTTP
+// (loopback hosts always may); for the default client only.
+func WithInsecureRegistries(hosts ...string) Option {
+	return func(o *options) { o.clientOpts = append(o.clientOpts, access.WithInsecureRegistries(hosts...)) }
+}
+
+// WithHostLimits bounds the requests to each registry host (default: 16 at
+// once, no rate limit); for the default client only.
+func WithHostLimits(l access.HostLimits) Option {
+	return func(o *options) { o.clientOpts = append(o.clientOpts, access.WithHostLimits(l)) }
+}
+
+// WithMaxRetryWait caps how long a registry's Retry-After answer can make
+// a retry wait (default 1 minute); for the default client only.
+func WithMaxRetryWait(d time.Duration) Option {
+	return func(o *options) { o.clientOpts = append(o.clientOpts, access.WithMaxRetryWait(d)) }
+}
+
+// WithJobs bounds the images (and registry requests) handled at once
+// (default 8).
+func WithJobs(n int) Option { return func(o *options) { o.jobs = n } }
+
+// WithLogger sets the logger (default: none).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithProgress is told of each (image, destination) as its promotion
+// finishes (Run only).
+func WithProgress(p promote.Progress) Option { return func(o *options) { o.progress = p } }
+
+// WithDescribe reads the size and platforms of at most limit images from
+// the source, for reviewers (Plan only; default 0: none).
+func WithDescribe(limit int) Option { return func(o *options) { o.describe = limit } }
+
+// WithSelect plans only the edge groups f keeps of the valid groups (in
+// pull-request mode, of the groups the change adds): for example one
+// shard's share of the work.
+func WithSelect(f func(groups []*edge.Group) []*edge.Group) Option {
+	return func(o *options) { o.sel = f }
+}
+
+// WithPlanned calls f with the plan before Run executes it (the command
+// line prints it).
+func WithPlanned(f func(*Result)) Option { return func(o *options) { o.planned = f } }
+
+func build(opts []Option) (options, error) {
+	o := defaults()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.jobs < 1 {
+		return o, fmt.Errorf("jobs must be at least 1, got %d", o.jobs)
+	}
+	if o.client != nil && len(o.clientOpts) > 0 {
+		return o, errors.New("registry client options cannot be combined with WithClient: configure that client instead")
+	}
+	if o.client == nil {
+		c, err := access.New(append([]access.Option{access.WithLogger(o.logger)}, o.clientOpts...)...)
+		if err != nil {
+			return o, err
+		}
+		o.client = c
+	}
+	return o, nil
+}
+
+// Plan reads the manifests and the registries and decides every valid edge:
+// already promoted, copy, tag, or refused. Invalid entries are excluded (and
+// listed in the plan's problems). The error is for cancellation and for
+// options or a revision that cannot work; everything else is in the result.
+func Plan(ctx context.Context, in Inputs, opts ...Option) (*Result, error) {
+	o, err := build(opts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := makePlan(ctx, in, o)
+	if err != nil {
+		return nil, err
+	}
+	if o.describe > 0 {
+		// The source manifests read while planning are reused.
+		if err := plan.Describe(ctx, o.client, res.Plan, o.describe); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// Run plans like Plan, then promotes: each image is copied by digest (with
+// every child manifest and blob), tags are added only once the image is
+// complete, nothing is deleted and no tag moves. The report carries the
+// request counts of the run's registry client. A cancelled run returns the
+// report of what was done with the context's error.
+func Run(ctx context.Context, in Inputs, opts ...Option) (*Result, error) {
+	o, err := build(opts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := makePlan(ctx, in, o)
+	if err != nil {
+		return nil, err
+	}
+	if o.planned != nil {
+		o.planned(res)
+	}
+	rep, err := promote.Execute(ctx, o.client, res.Plan, promote.WithJobs(o.jobs), promote.WithLogger(o.logger), promote.WithProgress(o.progress))
+	if rep != nil {
+		rep.AddTraffic(o.client.Counter().Snapshot())
+		res.Report = rep
+	}
+	return res, err
+}
+
+// makePlan loads, validates, keeps the edges added since the revision (in
+// pull-request mode) and plans.
+func makePlan(ctx context.Context, in Inputs, o options) (*Result, error) {
+	v := validate.Validate(manifest.Load(in))
+	res := &Result{Unreadable: v.Unreadable}
+	if o.since != "" {
+		snap, err := gitrev.Load(ctx, o.since, in)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, &RevisionError{Rev: o.since, Err: err}
+		}
+		added := change.Added(validate.Validate(snap.Set), v)
+		res.Since = &Since{Rev: snap.Rev, Absent: snap.Absent, Added: added.Stats.ValidEdges, Valid: v.Stats.ValidEdges}
+		v = added
+	}
+	if o.sel != nil {
+		v.Groups = o.sel(v.Groups)
+	}
+	o.logger.Debug("planning", "groups", len(v.Groups), "edges", v.Stats.ValidEdges)
+	p, err := plan.Make(ctx, o.client, v.Groups, plan.WithJobs(o.jobs), plan.WithLogger(o.logger))
+	if err != nil {
+		return nil, err
+	}
+	p.Stats, p.Problems = v.Stats, v.Problems
+	res.Plan = p
+	return res, nil
+}
