@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/imgpromoter/promoter/pkg/gitrev"
 	"github.com/imgpromoter/promoter/pkg/manifest"
 	"github.com/imgpromoter/promoter/pkg/report"
-	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
 // newCheckCmd is the presubmit guard: it compares the manifests with a base
@@ -93,31 +91,6 @@ func loadAt(ctx context.Context, rev string, in manifest.Inputs) (*gitrev.Snapsh
 		return nil, usageErr("%v", err)
 	}
 	return snap, nil
-}
-
-// onlyAdded restricts res, the manifests as they are now, to the edges the
-// change since rev adds (pull-request mode), and says so on stderr.
-func (e *env) onlyAdded(ctx context.Context, rev string, in manifest.Inputs, res *validate.Result) (*validate.Result, error) {
-	snap, err := loadAt(ctx, rev, in)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range snap.Absent {
-		fmt.Fprintf(e.stderr, "notice: %s does not exist at %s: all its edges are new\n", p, snap.Rev)
-	}
-	added := change.Added(validate.Validate(snap.Set), res)
-	n := added.Stats.ValidEdges
-	edges := "edges"
-	if n == 1 {
-		edges = "edge"
-	}
-	since := snap.Rev.Short()
-	if !strings.HasPrefix(snap.Rev.Commit, snap.Rev.Name) {
-		since = snap.Rev.Name + ", commit " + since
-	}
-	fmt.Fprintf(e.stderr, "change adds %d %s (since %s); only those are planned, of %d valid edges in the manifests\n",
-		n, edges, since, res.Stats.ValidEdges)
-	return added, nil
 }
 
 // prowBase is the revision kpromo's --use-prow-manifest-diff compares with,
