@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/edge"
 	"github.com/imgpromoter/promoter/pkg/plan"
@@ -176,16 +177,12 @@ func (e *env) sinceNotices(s *promoter.Since) {
 	for _, p := range s.Absent {
 		fmt.Fprintf(e.stderr, "notice: %s does not exist at %s: all its edges are new\n", p, s.Rev)
 	}
-	edges := "edges"
-	if s.Added == 1 {
-		edges = "edge"
-	}
 	since := s.Rev.Short()
 	if !strings.HasPrefix(s.Rev.Commit, s.Rev.Name) {
 		since = s.Rev.Name + ", commit " + since
 	}
-	fmt.Fprintf(e.stderr, "change adds %d %s (since %s); only those are planned, of %d valid edges in the manifests\n",
-		s.Added, edges, since, s.Valid)
+	fmt.Fprintf(e.stderr, "change adds %s (since %s); only those are planned, of %d valid edges in the manifests\n",
+		render.Plural(s.Added, "edge"), since, s.Valid)
 }
 
 // planExit is the exit status of plan and run: 1 when any edge was refused

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/drift"
 	"github.com/imgpromoter/promoter/pkg/report"
 	"github.com/imgpromoter/promoter/pkg/shard"
@@ -135,7 +136,7 @@ func readReport(path string) ([]byte, error) {
 // writeMerged renders the combined report.
 func writeMerged(w io.Writer, f report.Format, res *merge.Result) error {
 	if f == report.JSON {
-		return report.WriteJSON(w, res.JSON())
+		return render.WriteJSON(w, res.JSON())
 	}
 	head := fmt.Sprintf("Merged %d shards of plan %s: %d units, %d edges\n\n", res.Shard.Count, res.Shard.PlanID, len(res.Shard.Units), res.Shard.Edges)
 	if f == report.Markdown {

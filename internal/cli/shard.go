@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/drift"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
@@ -107,10 +108,10 @@ func (e *env) writeDrift(f *shardFlags, format drift.Format, r *drift.Report) er
 	return e.writeReport(f, report.Format(format), doc, func(w io.Writer) error { return drift.Write(w, format, r) })
 }
 
-func (e *env) writeReport(f *shardFlags, format report.Format, doc any, render func(io.Writer) error) error {
+func (e *env) writeReport(f *shardFlags, format report.Format, doc any, text func(io.Writer) error) error {
 	if f.reportFile != "" {
 		var buf bytes.Buffer
-		if err := report.WriteJSON(&buf, doc); err != nil {
+		if err := render.WriteJSON(&buf, doc); err != nil {
 			return err
 		}
 		if err := writeFileAtomic(f.reportFile, buf.Bytes()); err != nil {
@@ -121,9 +122,9 @@ func (e *env) writeReport(f *shardFlags, format report.Format, doc any, render f
 		fmt.Fprintln(e.stderr, f.describe())
 	}
 	if format == report.JSON {
-		return report.WriteJSON(e.stdout, doc)
+		return render.WriteJSON(e.stdout, doc)
 	}
-	return render(e.stdout)
+	return text(e.stdout)
 }
 
 // writeFileAtomic writes data to path through a temporary file in the same

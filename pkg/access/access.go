@@ -23,19 +23,17 @@ const UserAgent = "imgpromoter"
 
 // options holds every setting of a Client; defaults live in defaults().
 type options struct {
-	keychain  authn.Keychain
-	insecure  []string
-	transport http.RoundTripper
-	backoff   remote.Backoff
-	maxWait   time.Duration
-	limits    HostLimits
-	logger    *slog.Logger
+	keychain authn.Keychain
+	insecure []string
+	backoff  remote.Backoff
+	maxWait  time.Duration
+	limits   HostLimits
+	logger   *slog.Logger
 }
 
 func defaults() options {
 	return options{
-		keychain:  authn.DefaultKeychain,
-		transport: remote.DefaultTransport,
+		keychain: authn.DefaultKeychain,
 		// Retries are done here and nowhere else (see retryTransport and
 		// retryUpload), with jittered exponential backoff.
 		backoff: remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2.5, Jitter: 0.3, Steps: 5},
@@ -60,9 +58,6 @@ func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychai
 func WithInsecureRegistries(hosts ...string) Option {
 	return func(o *options) { o.insecure = append(o.insecure, hosts...) }
 }
-
-// WithTransport sets the base HTTP transport (tests inject faults here).
-func WithTransport(t http.RoundTripper) Option { return func(o *options) { o.transport = t } }
 
 // WithRetryBackoff sets the retry schedule. Steps is the number of attempts.
 func WithRetryBackoff(b remote.Backoff) Option { return func(o *options) { o.backoff = b } }
@@ -113,7 +108,7 @@ func New(opts ...Option) (*Client, error) {
 	if o.limits.Rate < 0 {
 		return nil, fmt.Errorf("per-host rate must not be negative, got %g", o.limits.Rate)
 	}
-	c := &Client{o: o, counter: newCounter(o.transport, o.logger)}
+	c := &Client{o: o, counter: newCounter(remote.DefaultTransport, o.logger)}
 	c.lim = newLimiter(c.counter, o.limits)
 	c.chain = &retryTransport{next: c.lim, backoff: o.backoff, maxRetryWait: o.maxWait, log: o.logger}
 	return c, nil
@@ -125,7 +120,7 @@ func (c *Client) Counter() *Counter { return c.counter }
 // Repo applies the client's plain-HTTP settings to a repository name.
 func (c *Client) Repo(r name.Repository) name.Repository {
 	host := strings.ToLower(r.RegistryStr())
-	if !IsLoopback(host) && !slices.Contains(c.o.insecure, host) {
+	if !isLoopback(host) && !slices.Contains(c.o.insecure, host) {
 		return r
 	}
 	ir, err := name.NewRepository(r.Name(), name.Insecure, name.StrictValidation)
@@ -146,9 +141,9 @@ func (c *Client) ref(r name.Reference) name.Reference {
 	return r
 }
 
-// IsLoopback reports whether a registry host (with or without port) is on
+// isLoopback reports whether a registry host (with or without port) is on
 // this machine: localhost, *.localhost, 127.0.0.0/8 or ::1.
-func IsLoopback(host string) bool {
+func isLoopback(host string) bool {
 	h := host
 	if sh, _, err := net.SplitHostPort(host); err == nil {
 		h = sh

@@ -120,7 +120,7 @@ func push(r name.Repository) string { return r.Scope(transport.PushScope) }
 // to plain HTTP for private addresses; the promoter does not, unasked).
 func (c *Client) scheme(reg name.Registry) string {
 	host := strings.ToLower(reg.RegistryStr())
-	if IsLoopback(host) || slices.Contains(c.o.insecure, host) {
+	if isLoopback(host) || slices.Contains(c.o.insecure, host) {
 		return "http"
 	}
 	return "https"

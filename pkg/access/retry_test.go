@@ -194,8 +194,8 @@ func TestIsLoopback(t *testing.T) {
 		"localhost": true, "localhost:5000": true, "registry.localhost:80": true, "127.0.0.1": true, "127.9.9.9:443": true,
 		"[::1]:5000": true, "::1": true, "10.0.0.1:5000": false, "gcr.io": false, "localhost.example.com": false,
 	} {
-		if got := IsLoopback(host); got != want {
-			t.Errorf("IsLoopback(%q) = %v, want %v", host, got, want)
+		if got := isLoopback(host); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", host, got, want)
 		}
 	}
 }

@@ -61,6 +61,7 @@ func BenchmarkCorpusPlanNoop(b *testing.B) {
 			b.ReportMetric(float64(requests)/float64(runs)/float64(edges), "requests/edge")
 			b.ReportMetric(float64(sent)/float64(runs), "sent/op")
 			b.ReportMetric(float64(w.requestBound()), "target-requests")
+			b.ReportMetric(float64(requests)/float64(runs)/float64(w.requestBound()), "requests/target")
 			b.ReportMetric(mib(base), "base-heap-MiB")
 			b.ReportMetric(mib(w.worldHeap), "world-heap-MiB")
 			b.ReportMetric(mib(peak), "peak-heap-MiB")

@@ -207,22 +207,24 @@ func TestCorpusPlanNoop(t *testing.T) {
 				mib(run.baseHeap), mib(w.worldHeap), mib(run.peakHeap), mib(run.peakLive))
 
 			bound := w.requestBound()
-			if s.Requests <= int64(bound) {
+			if !mode.headPerTag {
+				if s.Requests > int64(bound) {
+					t.Fatalf("%d requests, want at most %d (%d destination repositories + %d (digest, destination) pairs)", s.Requests, bound, w.destRepos, w.digestDests)
+				}
 				return
 			}
-			msg := fmt.Sprintf("%d requests, want at most %d (%d destination repositories + %d (digest, destination) pairs)", s.Requests, bound, w.destRepos, w.digestDests)
-			if !mode.headPerTag {
-				t.Fatal(msg)
-			}
-			// Plain OCI tag lists cannot meet the target: a digest with k
+			// Plain OCI tag lists cannot meet that target: a digest with k
 			// tags needs k HEADs per destination to see where each tag
 			// points. What they can do is one request per repository, one
 			// per edge (a (destination, tag) or digest-only pair) and one
-			// /v2/ per registry host; more than that is a regression.
+			// /v2/ per registry host; more than that is a regression. How
+			// far the figure is from the target is a measurement, reported
+			// by BenchmarkCorpusPlanNoop/oci (requests/op, target-requests,
+			// requests/target), not a test outcome.
 			if ceiling := int64(1 + w.destRepos + edges); s.Requests > ceiling {
-				t.Fatalf("%s; and more than the %d a plain OCI registry needs (1 host + %d repositories + %d edges)", msg, ceiling, w.destRepos, edges)
+				t.Fatalf("%d requests, more than the %d a plain OCI registry needs (1 host + %d repositories + %d edges)", s.Requests, ceiling, w.destRepos, edges)
 			}
-			t.Skipf("%s: out of reach with plain OCI tag lists (a HEAD per tag), see tag-digests", msg)
+			t.Logf("%d requests for a target of %d that plain OCI tag lists cannot meet (a HEAD per tag; see the tag-digests mode)", s.Requests, bound)
 		})
 	}
 }

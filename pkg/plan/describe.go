@@ -8,12 +8,13 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/imgpromoter/promoter/pkg/imagegraph"
 )
 
 // ImageSummary describes, for reviewers, one image (source digest) that the
@@ -133,54 +134,44 @@ func Describe(ctx context.Context, r DescribeReader, p *Plan, limit int) error {
 }
 
 func describe(ctx context.Context, r DescribeReader, repo name.Repository, raw []byte, mt types.MediaType, s *ImageSummary) error {
+	fetch := func(ctx context.Context, d v1.Descriptor) ([]byte, types.MediaType, error) {
+		raw, desc, err := r.FetchManifest(ctx, repo.Digest(d.Digest.String()))
+		return raw, desc.MediaType, err
+	}
 	s.MediaType = string(mt)
-	if mt.IsIndex() {
-		idx, err := v1.ParseIndexManifest(strings.NewReader(string(raw)))
-		if err != nil {
-			return fmt.Errorf("parsing index: %w", err)
-		}
-		for _, d := range idx.Manifests {
+	var root *imagegraph.Node
+	err := imagegraph.Walk(ctx, v1.Hash{}, raw, mt, fetch, func(n *imagegraph.Node) error {
+		s.Size += n.Size()
+		root = n // the root is visited last
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if root.Kind == imagegraph.Index {
+		for _, d := range root.Index.Manifests {
 			if d.Platform != nil {
 				s.Platforms = append(s.Platforms, platformString(d.Platform))
-			}
-			craw, _, err := r.FetchManifest(ctx, repo.Digest(d.Digest.String()))
-			if err != nil {
-				return fmt.Errorf("reading %s: %w", d.Digest, err)
-			}
-			if m, err := v1.ParseManifest(strings.NewReader(string(craw))); err == nil {
-				s.Size += imageSize(m)
 			}
 		}
 		slices.Sort(s.Platforms)
 		s.Platforms = slices.Compact(s.Platforms)
 		return nil
 	}
-	m, err := v1.ParseManifest(strings.NewReader(string(raw)))
-	if err != nil {
-		return fmt.Errorf("parsing manifest: %w", err)
-	}
-	s.Size = imageSize(m)
-	if m.Config.Size > 1<<20 {
+	cfg := root.Image.Config
+	if cfg.Size > 1<<20 {
 		return nil // not an image config: no platform
 	}
-	rc, err := r.FetchBlob(ctx, repo, m.Config)
+	rc, err := r.FetchBlob(ctx, repo, cfg)
 	if err != nil {
 		return fmt.Errorf("reading config: %w", err)
 	}
 	defer rc.Close()
-	var cfg v1.ConfigFile
-	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&cfg); err == nil && cfg.OS != "" {
-		s.Platforms = []string{platformString(&v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant})}
+	var cf v1.ConfigFile
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&cf); err == nil && cf.OS != "" {
+		s.Platforms = []string{platformString(&v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant})}
 	}
 	return nil
-}
-
-func imageSize(m *v1.Manifest) int64 {
-	n := m.Config.Size
-	for _, l := range m.Layers {
-		n += l.Size
-	}
-	return n
 }
 
 func platformString(p *v1.Platform) string {

@@ -20,23 +20,6 @@ import (
 	"github.com/imgpromoter/promoter/pkg/transfer"
 )
 
-// Side says which registry an error came from.
-type Side = transfer.Side
-
-// Sides of a copy.
-const (
-	SideSource      = transfer.SideSource
-	SideDestination = transfer.SideDestination
-)
-
-// CopyError is a failed promotion of one image to one destination, saying
-// which side failed.
-type CopyError = transfer.Error
-
-// ErrTagMoved is returned when a tag appeared, pointing at another digest,
-// between planning and writing: it is left alone.
-var ErrTagMoved = transfer.ErrTagMoved
-
 // Registry is the registry access the executor needs.
 type Registry = transfer.Registry
 

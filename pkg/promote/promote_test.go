@@ -21,6 +21,7 @@ import (
 	"github.com/imgpromoter/promoter/pkg/promote"
 	"github.com/imgpromoter/promoter/pkg/promoter"
 	"github.com/imgpromoter/promoter/pkg/regerr"
+	"github.com/imgpromoter/promoter/pkg/transfer"
 )
 
 type harness struct {
@@ -182,7 +183,7 @@ func TestTagSetSincePlanningIsNeverMoved(t *testing.T) {
 	if rep.Totals.Failed != 1 {
 		t.Fatalf("want the edge failed, got %+v", rep.Totals)
 	}
-	if err := failedErr(rep); !errors.Is(err, promote.ErrTagMoved) {
+	if err := failedErr(rep); !errors.Is(err, transfer.ErrTagMoved) {
 		t.Errorf("error %v is not ErrTagMoved", err)
 	}
 	if got := testenv.Digests(t, prod+"/p/app")["1.0"]; got != other {
@@ -224,8 +225,8 @@ func TestOneFailingDestinationDoesNotBlockTheOther(t *testing.T) {
 	}
 	for _, r := range rep.Results {
 		if r.Status == promote.StatusFailed {
-			var ce *promote.CopyError
-			if !errors.As(r.Err, &ce) || ce.Side != promote.SideDestination {
+			var ce *transfer.Error
+			if !errors.As(r.Err, &ce) || ce.Side != transfer.SideDestination {
 				t.Errorf("failure %v should be a destination CopyError", r.Err)
 			}
 			if regerr.Status(r.Err) != http.StatusInternalServerError {

@@ -43,16 +43,10 @@ func ParseFormat(s string, allowed ...Format) (Format, error) {
 	return "", fmt.Errorf("unknown output format %q (want %s)", s, strings.Join(names, ", "))
 }
 
-// WriteJSON writes v as indented JSON, with <, > and & as they are: the one
-// JSON style of every command.
-func WriteJSON(w io.Writer, v any) error { return writeJSON(w, v) }
-
-func writeJSON(w io.Writer, v any) error { return render.WriteJSON(w, v) }
-
 // Validation writes a validation result.
 func Validation(w io.Writer, f Format, r *validate.Result) error {
 	if f == JSON {
-		return writeJSON(w, r)
+		return render.WriteJSON(w, r)
 	}
 	var b strings.Builder
 	for _, p := range r.Problems {
@@ -79,13 +73,13 @@ var classVerb = map[plan.Class]string{
 func Plan(w io.Writer, f Format, p *plan.Document) error {
 	switch f {
 	case JSON:
-		return writeJSON(w, p)
+		return render.WriteJSON(w, p)
 	case Markdown:
 		return planMarkdown(w, p)
 	}
 	var b strings.Builder
 	s := p.Stats
-	fmt.Fprintf(&b, "Plan: %s from %s (%s, %s, %s)\n", plural(p.Counts.Total(), "edge"), plural(s.Manifests, "manifest"), plural(s.Images, "image"), plural(s.Digests, "digest"), plural(s.Tags, "tag"))
+	fmt.Fprintf(&b, "Plan: %s from %s (%s, %s, %s)\n", render.Plural(p.Counts.Total(), "edge"), render.Plural(s.Manifests, "manifest"), render.Plural(s.Images, "image"), render.Plural(s.Digests, "digest"), render.Plural(s.Tags, "tag"))
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, c := range plan.ReportOrder() {
 		fmt.Fprintf(tw, "  %s\t%d\n", classLabel[c], p.Counts[c])
@@ -228,7 +222,7 @@ func imagesMarkdown(b *strings.Builder, images []plan.ImageSummary) {
 	b.WriteString("\n")
 	for _, n := range names {
 		pr := byProj[n]
-		fmt.Fprintf(b, "<details><summary>%s: %s</summary>\n\n", projectName(n), plural(len(pr.images), "image"))
+		fmt.Fprintf(b, "<details><summary>%s: %s</summary>\n\n", projectName(n), render.Plural(len(pr.images), "image"))
 		b.WriteString("| image | tags | digest | platforms | size | destinations | status |\n|---|---|---|---|---:|---:|---|\n")
 		for _, im := range pr.images {
 			tags := "(digest only)"
@@ -247,7 +241,7 @@ func imagesMarkdown(b *strings.Builder, images []plan.ImageSummary) {
 		}
 		b.WriteString("\n")
 		for _, im := range pr.images {
-			fmt.Fprintf(b, "<details><summary><code>%s@%s</code>: %s</summary>\n\n", im.Image, shortDigest(im.Digest), plural(len(im.Destinations), "destination"))
+			fmt.Fprintf(b, "<details><summary><code>%s@%s</code>: %s</summary>\n\n", im.Image, shortDigest(im.Digest), render.Plural(len(im.Destinations), "destination"))
 			for _, d := range im.Destinations {
 				fmt.Fprintf(b, "- `%s`\n", d)
 			}
@@ -281,8 +275,6 @@ func status(c plan.Counts) string {
 	return strings.Join(parts, ", ")
 }
 
-func plural(n int, word string) string { return render.Plural(n, word) }
-
 func mdEscape(s string) string {
 	return strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;").Replace(s)
 }
@@ -290,13 +282,13 @@ func mdEscape(s string) string {
 // Run writes a run report.
 func Run(w io.Writer, f Format, r *promote.Report) error {
 	if f == JSON {
-		return writeJSON(w, r)
+		return render.WriteJSON(w, r)
 	}
 	var b strings.Builder
 	t := r.Totals
 	if f == Markdown {
 		fmt.Fprintf(&b, "### Promotion run: %d promoted, %d already there, %d refused, %d failed\n\n", t.Promoted, t.Present, t.Refused, t.Failed)
-		fmt.Fprintf(&b, "%s copied, %d blobs uploaded (%s), %d blobs mounted, in %s\n\n", plural(r.Images, "image"), r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
+		fmt.Fprintf(&b, "%s copied, %d blobs uploaded (%s), %d blobs mounted, in %s\n\n", render.Plural(r.Images, "image"), r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
 		for _, res := range r.Results {
 			if res.Status == promote.StatusFailed || res.Status == promote.StatusRefused {
 				fmt.Fprintf(&b, "- **%s** `%s`: %s\n", res.Status, target(res.Action), mdEscape(res.Error))
@@ -333,7 +325,7 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 		b.WriteString("Nothing to do: every edge is already promoted.\n")
 	}
 	fmt.Fprintf(&b, "Run: %d edges promoted, %d already there, %d refused, %d failed; %s copied, %d blobs uploaded (%s), %d mounted; %s\n",
-		t.Promoted, t.Present, t.Refused, t.Failed, plural(r.Images, "image"), r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
+		t.Promoted, t.Present, t.Refused, t.Failed, render.Plural(r.Images, "image"), r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imgpromoter/promoter/pkg/imagegraph"
 	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
@@ -190,7 +190,7 @@ func (t *taker) record(rel string, d v1.Hash, tag string, mt types.MediaType) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b.add(rel, d, tag)
-	if mt == "" || isIndex(mt) {
+	if mt == "" || imagegraph.KindOf(mt) == imagegraph.Index {
 		t.toRead[manifestKey{rel, d}] = true
 	}
 }
@@ -226,23 +226,6 @@ func (t *taker) resolveTags(ctx context.Context, repos []*repo) error {
 	return eg.Wait()
 }
 
-// isIndex reports whether a media type is an index (or a Docker manifest
-// list).
-func isIndex(mt types.MediaType) bool {
-	return mt == types.OCIImageIndex || mt == types.DockerManifestList
-}
-
-// isManifest reports whether a media type is one of the manifest types
-// the promoter reads.
-func isManifest(mt types.MediaType) bool {
-	switch mt {
-	case types.OCIImageIndex, types.DockerManifestList, types.OCIManifestSchema1, types.DockerManifestSchema2,
-		types.DockerManifestSchema1, types.DockerManifestSchema1Signed:
-		return true
-	}
-	return false
-}
-
 // expandIndexes reads every manifest that is or may be an index and adds
 // the manifests each index names, level by level, so that indexes of
 // indexes are followed too. Each manifest is read once.
@@ -270,13 +253,6 @@ func (t *taker) expandIndexes(ctx context.Context) error {
 	}
 }
 
-// indexManifest is the part of a manifest that tells an index and its
-// children.
-type indexManifest struct {
-	MediaType types.MediaType `json:"mediaType"`
-	Manifests []v1.Descriptor `json:"manifests"`
-}
-
 // expand reads one manifest and, if it is an index, records its children.
 func (t *taker) expand(ctx context.Context, k manifestKey) error {
 	ref := t.repos[k.rel].Digest(k.digest.String())
@@ -285,24 +261,26 @@ func (t *taker) expand(ctx context.Context, k manifestKey) error {
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", ref, err)
 	}
-	var m indexManifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return fmt.Errorf("reading %s: not a JSON manifest: %w", ref, err)
+	if k := imagegraph.KindOf(mt); k == imagegraph.Image || k == imagegraph.Schema1 {
+		return nil // served as a manifest that lists no other manifest
 	}
-	// The Content-Type says what the manifest is; a registry that sends
-	// none (or a generic one) leaves it to the manifest's own mediaType.
-	index := isIndex(mt)
-	if !isManifest(mt) {
-		index = isIndex(m.MediaType) || m.MediaType == "" && len(m.Manifests) > 0
+	// An index, or a manifest served without a manifest type: its own
+	// mediaType (or shape) tells.
+	m, err := imagegraph.Parse(raw, mt)
+	if errors.Is(err, imagegraph.ErrSchema1) {
+		return nil
 	}
-	if !index {
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", ref, err)
+	}
+	if m.Kind != imagegraph.Index {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, child := range m.Manifests {
+	for _, child := range m.Index.Manifests {
 		t.b.add(k.rel, child.Digest, "")
-		if child.MediaType == "" || isIndex(child.MediaType) {
+		if child.MediaType == "" || imagegraph.KindOf(child.MediaType) == imagegraph.Index {
 			t.toRead[manifestKey{k.rel, child.Digest}] = true
 		}
 	}

@@ -8,7 +8,6 @@
 package transfer
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -23,6 +22,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/imgpromoter/promoter/pkg/imagegraph"
 )
 
 // Manifests reads and writes manifests.
@@ -296,54 +297,30 @@ func (e *engine) tree(ctx context.Context, repo name.Repository, h v1.Hash, raw 
 }
 
 func (e *engine) readTree(ctx context.Context, repo name.Repository, h v1.Hash, raw []byte, mt types.MediaType) (*node, error) {
+	ref := repo.Digest(h.String()).String()
 	if raw == nil {
-		var err error
 		var desc v1.Descriptor
+		var err error
 		raw, desc, err = e.reg.FetchManifest(ctx, repo.Digest(h.String()))
-		mt = desc.MediaType
 		if err != nil {
-			return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: err}
+			return nil, &Error{Side: SideSource, Ref: ref, Err: err}
 		}
+		mt = desc.MediaType
 		atomic.AddInt64(&e.stats.ManifestsRead, 1)
 	}
-	n := &node{digest: h, mt: mt, raw: raw}
-	switch {
-	case mt.IsIndex():
-		idx, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+	m, err := imagegraph.Parse(raw, mt)
+	if err != nil {
+		return nil, &Error{Side: SideSource, Ref: ref, Err: err}
+	}
+	n := &node{digest: h, mt: m.MediaType, raw: raw, blobs: m.Blobs}
+	for _, d := range m.Children {
+		c, err := e.tree(ctx, repo, d.Digest, nil, "")
 		if err != nil {
-			return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: fmt.Errorf("parsing index: %w", err)}
+			return nil, err
 		}
-		for _, d := range idx.Manifests {
-			if d.MediaType.IsIndex() || d.MediaType.IsImage() || isManifestType(d.MediaType) {
-				c, err := e.tree(ctx, repo, d.Digest, nil, "")
-				if err != nil {
-					return nil, err
-				}
-				n.children = append(n.children, c)
-				continue
-			}
-			n.blobs = append(n.blobs, d) // an index may point at a plain blob
-		}
-	case mt == types.DockerManifestSchema1 || mt == types.DockerManifestSchema1Signed:
-		return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: fmt.Errorf("docker schema 1 manifests are not supported")}
-	default:
-		m, err := v1.ParseManifest(bytes.NewReader(raw))
-		if err != nil {
-			return nil, &Error{Side: SideSource, Ref: repo.Digest(h.String()).String(), Err: fmt.Errorf("parsing manifest: %w", err)}
-		}
-		n.blobs = append(n.blobs, m.Config)
-		for _, l := range m.Layers {
-			if !l.MediaType.IsDistributable() {
-				continue // foreign layers stay where they are, as registries expect
-			}
-			n.blobs = append(n.blobs, l)
-		}
+		n.children = append(n.children, c)
 	}
 	return n, nil
-}
-
-func isManifestType(mt types.MediaType) bool {
-	return mt == types.OCIManifestSchema1 || mt == types.DockerManifestSchema2 || mt == types.OCIImageIndex || mt == types.DockerManifestList
 }
 
 // walk visits manifests children first.
