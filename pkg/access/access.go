@@ -4,6 +4,8 @@
 package access
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -109,7 +111,7 @@ func New(opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("per-host rate must not be negative, got %g", o.limits.Rate)
 	}
 	c := &Client{o: o, counter: newCounter(remote.DefaultTransport, o.logger)}
-	c.lim = newLimiter(c.counter, o.limits)
+	c.lim = newLimiter(c.counter, o.limits, o.maxWait)
 	c.chain = &retryTransport{next: c.lim, backoff: o.backoff, maxRetryWait: o.maxWait, log: o.logger}
 	return c, nil
 }
@@ -154,4 +156,42 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// Reserve takes, on the registry host of repo, a concurrency slot and the
+// rate tokens of n requests, and returns a context whose requests to that
+// host then wait for neither: a tag's re-check and its write are sent back
+// to back, with nothing queued between them (the window in which another
+// writer could set the tag is one round trip). done gives the slot back;
+// call it once those requests are finished.
+func (c *Client) Reserve(ctx context.Context, repo name.Repository, n int) (_ context.Context, done func(), _ error) {
+	return c.lim.reserve(ctx, c.Repo(repo).RegistryStr(), n)
+}
+
+// plainHTTP reports whether host (host or host:port) is spoken to over
+// plain HTTP only: a loopback host or one named with
+// WithInsecureRegistries.
+func (c *Client) plainHTTP(host string) bool {
+	host = strings.ToLower(host)
+	return isLoopback(host) || slices.Contains(c.o.insecure, host)
+}
+
+// errNoTLS refuses an HTTPS request to a plain-HTTP host.
+var errNoTLS = errors.New("plain-HTTP registry: no HTTPS attempted")
+
+// plainOnly refuses HTTPS requests to plain-HTTP hosts before any
+// connection is made. go-containerregistry's authentication handshake
+// tries HTTPS first and falls back to HTTP for insecure registries; with
+// this in front of it, no TLS handshake ever reaches such a host.
+type plainOnly struct {
+	c    *Client
+	next http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper.
+func (p plainOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "https" && p.c.plainHTTP(req.URL.Host) {
+		return nil, errNoTLS
+	}
+	return p.next.RoundTrip(req)
 }

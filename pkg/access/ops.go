@@ -12,7 +12,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,7 +102,7 @@ func (c *Client) transportFor(ctx context.Context, repo name.Repository, scopes 
 		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
 	}
 	// The handshake must outlive this request's context.
-	t, err := transport.NewWithContext(context.WithoutCancel(ctx), repo.Registry, auth, c.chain, scopes)
+	t, err := transport.NewWithContext(context.WithoutCancel(ctx), repo.Registry, auth, plainOnly{c: c, next: c.chain}, scopes)
 	if err != nil {
 		return nil, err
 	}
@@ -119,8 +118,7 @@ func push(r name.Repository) string { return r.Scope(transport.PushScope) }
 // else is HTTPS with no fallback (go-containerregistry would also fall back
 // to plain HTTP for private addresses; the promoter does not, unasked).
 func (c *Client) scheme(reg name.Registry) string {
-	host := strings.ToLower(reg.RegistryStr())
-	if isLoopback(host) || slices.Contains(c.o.insecure, host) {
+	if c.plainHTTP(reg.RegistryStr()) {
 		return "http"
 	}
 	return "https"
@@ -182,80 +180,183 @@ func registryError(err error) error {
 	return re
 }
 
-// tagsPage is a tags/list answer, with the digest map that Google's
-// registries add (used when present: it saves a HEAD per tag).
-type tagsPage struct {
-	Tags     []string `json:"tags"`
-	Manifest map[string]struct {
-		Tag       []string `json:"tag"`
-		MediaType string   `json:"mediaType"`
-	} `json:"manifest"`
-}
+// maxTagPages bounds the pages of one tag list: 10,000 pages of 1,000
+// tags, ten million tags, is beyond any real repository; a registry that
+// goes on is broken or hostile.
+const maxTagPages = 10_000
 
 // ListTags returns every tag of a repository, following pagination, and,
 // when the registry lists digests with its tags, the digest of each tag (nil
-// otherwise). A repository that does not exist has no tags.
+// otherwise). A repository that does not exist has no tags. It holds the
+// whole list: to look for some tags in a list that may be huge, use
+// WalkTags.
 func (c *Client) ListTags(ctx context.Context, repo name.Repository) ([]string, map[string]v1.Hash, error) {
-	repo = c.Repo(repo)
-	next := c.repoURL(repo, "/tags/list?n=1000")
 	var tags []string
-	var digests map[string]v1.Hash
-	for next != "" {
-		page, link, err := c.tagsPage(ctx, repo, next)
-		if errors.Is(err, regerr.ErrNotFound) && tags == nil {
-			return nil, nil, nil
+	listed := map[string]bool{}
+	digests := map[string]v1.Hash{}
+	err := c.WalkTags(ctx, repo, func(tag string, d v1.Hash) error {
+		if d != (v1.Hash{}) {
+			digests[tag] = d
+			return nil
 		}
-		if err != nil {
-			return nil, nil, err
+		if !listed[tag] {
+			listed[tag] = true
+			tags = append(tags, tag)
 		}
-		tags = append(tags, page.Tags...)
-		for d, m := range page.Manifest {
-			h, err := v1.NewHash(d)
-			if err != nil {
-				continue
-			}
-			if digests == nil {
-				digests = map[string]v1.Hash{}
-			}
-			for _, t := range m.Tag {
-				digests[t] = h
-			}
-		}
-		next = link
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	if digests != nil {
-		// Trust the digest map only if it covers every tag.
-		for _, t := range tags {
-			if _, ok := digests[t]; !ok {
-				digests = nil
-				break
-			}
+	// Trust the digest map only if it covers every tag.
+	for _, t := range tags {
+		if _, ok := digests[t]; !ok {
+			digests = nil
+			break
 		}
+	}
+	if len(digests) == 0 {
+		digests = nil
 	}
 	return tags, digests, nil
 }
 
-func (c *Client) tagsPage(ctx context.Context, repo name.Repository, u string) (*tagsPage, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, "", err
+// WalkTags reads the tag list of a repository as a stream, following
+// pagination, and calls fn for every tag listed (with a zero digest) and,
+// when the registry lists digests with its tags (Google's registries add a
+// "manifest" map), for every tag of that map with its digest. Nothing but
+// the entry being read is held, whatever the size of the list. A
+// repository that does not exist has no tags. A page whose answer breaks
+// part-way is read again, so fn may see a tag more than once.
+//
+// Pagination that leads back to a page already read, or goes on for more
+// than 10,000 pages, ends with an error naming the registry.
+func (c *Client) WalkTags(ctx context.Context, repo name.Repository, fn func(tag string, digest v1.Hash) error) error {
+	repo = c.Repo(repo)
+	next := c.repoURL(repo, "/tags/list?n=1000")
+	seen := map[string]bool{}
+	var prev tagPageSummary
+	for page := 1; next != ""; page++ {
+		if seen[next] {
+			return fmt.Errorf("registry %s: tag list of %s: pagination leads back to a page already read (page %d: %s)", repo.RegistryStr(), repo.RepositoryStr(), page, next)
+		}
+		if page > maxTagPages {
+			return fmt.Errorf("registry %s: tag list of %s: more than %d pages; giving up", repo.RegistryStr(), repo.RepositoryStr(), maxTagPages)
+		}
+		seen[next] = true
+		var sum tagPageSummary
+		link, err := c.tagsPage(ctx, repo, next, func(tag string, d v1.Hash) error {
+			if d == (v1.Hash{}) {
+				sum.add(tag)
+			}
+			return fn(tag, d)
+		})
+		if errors.Is(err, regerr.ErrNotFound) && page == 1 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if page > 1 && sum.count > 0 && sum == prev {
+			return fmt.Errorf("registry %s: tag list of %s: page %d repeats the page before it (pagination does not advance)", repo.RegistryStr(), repo.RepositoryStr(), page)
+		}
+		prev = sum
+		next = link
 	}
-	resp, err := c.do(ctx, repo, []string{pull(repo)}, req)
-	if err != nil {
-		return nil, "", err
+	return nil
+}
+
+// tagPageSummary identifies a page of tags well enough to see that a
+// registry sent the same page twice in a row.
+type tagPageSummary struct {
+	count       int
+	first, last string
+}
+
+func (s *tagPageSummary) add(tag string) {
+	if s.count == 0 {
+		s.first = tag
 	}
-	if err := check(resp, http.StatusOK); err != nil {
-		return nil, "", err
+	s.last = tag
+	s.count++
+}
+
+// tagsPage reads one page of a tag list, streaming it to fn, and returns
+// the next page's URL ("" for the last page).
+func (c *Client) tagsPage(ctx context.Context, repo name.Repository, u string, fn func(tag string, digest v1.Hash) error) (next string, err error) {
+	err = c.readRetry(ctx, func() error {
+		ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.do(ctx, repo, []string{pull(repo)}, req)
+		if err != nil {
+			return err
+		}
+		if err := check(resp, http.StatusOK); err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		br := &bodyReader{r: resp.Body}
+		if err := decodeTagsPage(br, fn); err != nil {
+			if br.err != nil {
+				return &bodyError{fmt.Errorf("tags of %s: %w", repo, br.err)}
+			}
+			return fmt.Errorf("tags of %s: %w", repo, err)
+		}
+		next, err = nextLink(resp, req.URL)
+		return err
+	})
+	return next, err
+}
+
+// bodyReader remembers the error reading an answer's body failed with, to
+// tell a broken connection from a malformed answer.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
 	}
-	defer resp.Body.Close()
-	var page tagsPage
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&page); err != nil {
-		return nil, "", fmt.Errorf("tags of %s: %w", repo, err)
+	return n, err
+}
+
+// bodyError marks a failure reading an answer's body: the request was
+// answered, so the transport did not retry it; readRetry does.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// readRetry runs read, which sends one request and reads its whole answer,
+// again when the answer's body breaks part-way (a reset, an early end), on
+// the client's retry schedule. This is the retry layer's part for answer
+// bodies: the transport retries requests until their headers arrive.
+func (c *Client) readRetry(ctx context.Context, read func() error) error {
+	bo := c.o.backoff
+	delay := bo.Duration
+	for attempt := 1; ; attempt++ {
+		err := read()
+		var be *bodyError
+		if !errors.As(err, &be) {
+			return err
+		}
+		if !isTransient(be.err) || attempt >= bo.Steps {
+			return temporary(err)
+		}
+		wait := jitter(delay, bo.Jitter)
+		delay = time.Duration(float64(delay) * bo.Factor)
+		c.o.logger.Warn("reading again after an answer broke off", "attempt", attempt, "error", err, "wait", wait.Round(time.Millisecond))
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
 	}
-	next, err := nextLink(resp, req.URL)
-	return &page, next, err
 }
 
 // nextLink resolves an RFC 5988 Link rel="next" header against the request
@@ -325,31 +426,40 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference) (v1.Descriptor
 // bytes are verified against it.
 func (c *Client) FetchManifest(ctx context.Context, ref name.Reference) ([]byte, v1.Descriptor, error) {
 	ref = c.ref(ref)
-	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.manifestURL(ref), nil)
+	var raw []byte
+	var mt types.MediaType
+	err := c.readRetry(ctx, func() error {
+		ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.manifestURL(ref), nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Accept", manifestAccept)
+		resp, err := c.do(ctx, ref.Context(), []string{pull(ref.Context())}, req)
+		if err != nil {
+			return err
+		}
+		if err := check(resp, http.StatusOK); err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		raw, err = io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		if err != nil {
+			return &bodyError{err}
+		}
+		mt = types.MediaType(resp.Header.Get("Content-Type"))
+		return nil
+	})
 	if err != nil {
 		return nil, v1.Descriptor{}, err
-	}
-	req.Header.Set("Accept", manifestAccept)
-	resp, err := c.do(ctx, ref.Context(), []string{pull(ref.Context())}, req)
-	if err != nil {
-		return nil, v1.Descriptor{}, err
-	}
-	if err := check(resp, http.StatusOK); err != nil {
-		return nil, v1.Descriptor{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, v1.Descriptor{}, temporary(err)
 	}
 	sum := sha256.Sum256(raw)
 	d := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 	if want, ok := ref.(name.Digest); ok && want.DigestStr() != d.String() {
 		return nil, v1.Descriptor{}, fmt.Errorf("%s: registry served a manifest with digest %s", ref, d)
 	}
-	return raw, v1.Descriptor{MediaType: types.MediaType(resp.Header.Get("Content-Type")), Size: int64(len(raw)), Digest: d}, nil
+	return raw, v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: d}, nil
 }
 
 // PutManifest writes a manifest at ref (a digest or a tag). subject is the
@@ -538,10 +648,81 @@ func (c *Client) getBlob(ctx context.Context, repo name.Repository, d v1.Hash) (
 	if err != nil {
 		return nil, err
 	}
+	if resp, err = c.followRedirects(ctx, repo, req, resp); err != nil {
+		return nil, err
+	}
 	if err := check(resp, http.StatusOK); err != nil {
 		return nil, err
 	}
 	return resp.Body, nil
+}
+
+// maxRedirects bounds the redirects followed for one blob read.
+const maxRedirects = 5
+
+// isRedirect reports whether status sends the client elsewhere.
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// followRedirects follows the redirects a registry answers a blob read
+// with (registries that keep blobs in object storage send the client
+// there), at most maxRedirects of them. The registry's credentials go only
+// to the registry itself (same scheme, host and port); any other host gets
+// the request without them. A redirect from HTTPS to plain HTTP is refused
+// unless the new host is one spoken to over plain HTTP anyway.
+func (c *Client) followRedirects(ctx context.Context, repo name.Repository, first *http.Request, resp *http.Response) (*http.Response, error) {
+	req := first
+	for hops := 0; isRedirect(resp.StatusCode); hops++ {
+		loc := resp.Header.Get("Location")
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if hops == maxRedirects {
+			return nil, fmt.Errorf("reading %s: more than %d redirects (last to %s)", first.URL.Redacted(), maxRedirects, redactURL(loc))
+		}
+		u, err := req.URL.Parse(loc)
+		if err != nil || loc == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return nil, fmt.Errorf("reading %s: unusable redirect Location %q", first.URL.Redacted(), redactURL(loc))
+		}
+		if u.Scheme == "http" && req.URL.Scheme == "https" && !c.plainHTTP(u.Host) {
+			return nil, fmt.Errorf("reading %s: redirect from HTTPS to plain HTTP (%s) refused", first.URL.Redacted(), u.Host)
+		}
+		next, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil, err
+		}
+		if u.Scheme == first.URL.Scheme && strings.EqualFold(u.Host, first.URL.Host) {
+			resp, err = c.do(ctx, repo, []string{pull(repo)}, next)
+		} else {
+			// Another host: no credentials, only the one retrying chain.
+			next.Header.Set("User-Agent", UserAgent)
+			resp, err = c.chain.RoundTrip(next)
+			if err != nil {
+				err = classify(err)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		req = next
+	}
+	return resp, nil
+}
+
+// redactURL drops the query of a URL for messages: presigned object
+// storage URLs carry their credentials there.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.RawQuery = ""
+	return u.Redacted()
 }
 
 // PushBlob uploads the blob desc into repo: one upload session, the whole

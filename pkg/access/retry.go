@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -108,15 +109,13 @@ func (c *contentReader) Read(p []byte) (int, error) {
 func (c *Client) retryUpload(ctx context.Context, repo name.Repository, d v1.Hash, content io.Reader, upload func(body io.Reader) error) error {
 	seeker, canSeek := content.(io.Seeker)
 	b := c.o.backoff
-	delay := b.Duration
 	for attempt := 1; ; attempt++ {
 		body := &contentReader{r: content}
 		err := upload(body)
 		if err == nil || body.err != nil || !canSeek || attempt >= b.Steps || !restartable(err) {
 			return err
 		}
-		wait := jitter(delay, b.Jitter)
-		delay = time.Duration(float64(delay) * b.Factor)
+		wait := retryWait(b, c.o.maxWait, attempt, regerr.Status(err), nil)
 		c.o.logger.Warn("uploading again", "blob", d.String(), "repository", repo.String(), "attempt", attempt, "error", err, "wait", wait.Round(time.Millisecond))
 		if err := sleep(ctx, wait); err != nil {
 			return err
@@ -150,7 +149,6 @@ func inUploadSession(req *http.Request) bool {
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	replayable := (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil) && !inUploadSession(req)
-	delay := t.backoff.Duration
 	for attempt := 1; ; attempt++ {
 		resp, err := t.next.RoundTrip(req)
 		transient := isTransient(err) || (err == nil && regerr.TemporaryStatus(resp.StatusCode))
@@ -166,17 +164,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body.Close()
 			return nil, &exhaustedError{terr}
 		}
-		wait := jitter(delay, t.backoff.Jitter)
-		delay = time.Duration(float64(delay) * t.backoff.Factor)
-		status := 0
+		status, header := 0, http.Header(nil)
 		if resp != nil {
-			status = resp.StatusCode
-			if ra, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-				wait = max(wait, min(ra, t.maxRetryWait))
-			}
+			status, header = resp.StatusCode, resp.Header
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
+		wait := retryWait(t.backoff, t.maxRetryWait, attempt, status, header)
 		t.log.Warn("retrying registry request", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path,
 			"attempt", attempt, "status", status, "error", errString(err), "wait", wait.Round(time.Millisecond))
 		if err := sleep(ctx, wait); err != nil {
@@ -219,4 +213,32 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 		return max(0, t.Sub(now)), true
 	}
 	return 0, false
+}
+
+// rateLimitedWait is the first wait after a 429 without Retry-After. It is
+// short because the host limiter slows the whole host down by itself (see
+// limiter); a long per-request wait on top made one answer in ten being a
+// 429 cost a run many times its time.
+const rateLimitedWait = 100 * time.Millisecond
+
+// retryWait is how long to wait after the attempt-th failure before the
+// next attempt: jittered exponential backoff on the schedule b; after a
+// 429, the answer's Retry-After when it has one (capped by maxWait: the
+// registry said when to come back, and the host waits that long too), and
+// otherwise a backoff that starts at rateLimitedWait. Any other answer's
+// Retry-After lengthens the wait, capped by maxWait.
+func retryWait(b remote.Backoff, maxWait time.Duration, attempt, status int, h http.Header) time.Duration {
+	base := b.Duration
+	if status == http.StatusTooManyRequests {
+		base = min(base, rateLimitedWait)
+	}
+	wait := jitter(time.Duration(float64(base)*math.Pow(b.Factor, float64(attempt-1))), b.Jitter)
+	if ra, ok := retryAfter(h.Get("Retry-After"), time.Now()); ok {
+		ra = min(ra, maxWait)
+		if status == http.StatusTooManyRequests {
+			return ra
+		}
+		wait = max(wait, ra)
+	}
+	return wait
 }
