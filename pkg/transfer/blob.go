@@ -282,7 +282,7 @@ func (e *engine) fetchLocal(ctx context.Context, t *task) (*local, error) {
 	var w io.Writer
 	var buf bytes.Buffer
 	if t.desc.Size > e.cfg.memLimit {
-		f, err := tempFile(e.cfg.tempDir)
+		f, err := e.tempFile()
 		if err != nil {
 			return nil, err
 		}
@@ -304,14 +304,19 @@ func (e *engine) fetchLocal(ctx context.Context, t *task) (*local, error) {
 	return l, nil
 }
 
-// verifier reads a blob and, at its end, checks its size and digest
-// against the descriptor: a mismatch is returned instead of io.EOF, so that
-// nothing reading through it can take a wrong blob for complete.
+// verifier reads a blob and checks its size and digest against the
+// descriptor. It holds the blob's last byte back until it has read the
+// blob to its end and the check has passed: whatever reads through it (an
+// upload, the spill file uploads read from) never gets a whole blob of
+// wrong content, so a destination never sees a complete upload of it,
+// whether or not it checks digests itself. A mismatch is returned instead
+// of the last byte.
 type verifier struct {
 	r    io.Reader
 	desc v1.Descriptor
 	h    hash.Hash
 	n    int64
+	done bool
 	err  error // the failure that ended the blob early, if any
 }
 
@@ -320,21 +325,46 @@ func newVerifier(r io.Reader, desc v1.Descriptor) *verifier {
 }
 
 func (v *verifier) Read(p []byte) (int, error) {
-	n, err := v.r.Read(p)
-	v.n += int64(n)
-	v.h.Write(p[:n])
 	switch {
-	case v.n > v.desc.Size:
-		n, err = 0, fmt.Errorf("blob is larger than its descriptor says (%d bytes)", v.desc.Size)
-	case err == io.EOF:
-		if verr := verify(v.desc.Digest, v.desc.Size, v.n, v.h.Sum(nil)); verr != nil {
-			err = verr
+	case v.err != nil:
+		return 0, v.err
+	case v.done:
+		return 0, io.EOF
+	case len(p) == 0:
+		return 0, nil
+	}
+	size := v.desc.Size
+	if v.n+1 < size {
+		// Before the last byte: pass the bytes on as they come.
+		n, err := v.r.Read(p[:min(int64(len(p)), size-1-v.n)])
+		v.n += int64(n)
+		v.h.Write(p[:n])
+		if err == io.EOF {
+			err = fmt.Errorf("blob is %d bytes, its descriptor says %d", v.n, size)
+		}
+		if err != nil {
+			v.err = err
+		}
+		return n, err
+	}
+	// The last byte: read on to the end of the blob, check it, and only
+	// then hand the byte over.
+	rest, err := io.ReadAll(v.r)
+	if err == nil {
+		v.h.Write(rest)
+		if total := v.n + int64(len(rest)); total > size {
+			err = fmt.Errorf("blob is larger than its descriptor says (%d bytes)", size)
+		} else {
+			err = verify(v.desc.Digest, size, total, v.h.Sum(nil))
 		}
 	}
-	if err != nil && err != io.EOF {
+	if err != nil {
 		v.err = err
+		return 0, err
 	}
-	return n, err
+	v.n += int64(len(rest))
+	v.done = true
+	return copy(p, rest), nil
 }
 
 func verify(d v1.Hash, size, n int64, sum []byte) error {
@@ -364,7 +394,7 @@ func (e *engine) stream(ctx context.Context, t *task, uploads []name.Repository)
 		}
 		return nil, errs
 	}
-	sp, err := newSpill(e.cfg.tempDir)
+	sp, err := e.newSpill()
 	if err != nil {
 		e.cfg.logger.Warn("cannot spill blob to a temporary file; each destination reads the source", "error", err)
 		for i, repo := range uploads {
@@ -434,8 +464,8 @@ type spill struct {
 	err     error
 }
 
-func newSpill(dir string) (*spill, error) {
-	f, err := tempFile(dir)
+func (e *engine) newSpill() (*spill, error) {
+	f, err := e.tempFile()
 	if err != nil {
 		return nil, err
 	}

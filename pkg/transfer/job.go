@@ -55,22 +55,12 @@ func (e *engine) finishJob(ctx context.Context, j Job, tree *node, res *Result) 
 	want := j.Digest
 	for _, tag := range j.Tags {
 		ref := j.Dest.Tag(tag)
-		// Re-check right before writing: a tag set by someone else since
-		// planning is never overwritten.
-		cur, err := e.reg.Resolve(ctx, ref)
-		switch {
-		case errors.Is(err, regerr.ErrNotFound):
-		case err != nil:
-			res.Tags[tag] = &Error{Side: SideDestination, Ref: ref.String(), Err: err}
-			continue
-		default:
-			if cur.Digest != want {
-				res.Tags[tag] = &Error{Side: SideDestination, Ref: ref.String(), Err: fmt.Errorf("%w (it points at %s)", ErrTagMoved, cur.Digest)}
-			}
+		written, err := e.writeTag(ctx, ref, want, raw, mt)
+		if err != nil {
+			res.Tags[tag] = err
 			continue
 		}
-		if _, err := e.reg.PutManifest(ctx, ref, raw, mt); err != nil {
-			res.Tags[tag] = &Error{Side: SideDestination, Ref: ref.String(), Err: err}
+		if !written {
 			continue
 		}
 		atomic.AddInt64(&e.stats.TagsPut, 1)
@@ -149,4 +139,35 @@ func sortRepos(rs []name.Repository) {
 		}
 		return 0
 	})
+}
+
+// writeTag checks the tag again and writes it when it is absent. A tag set
+// by someone else since planning is never overwritten. With a Reserver,
+// the host's limiter slot and rate tokens for both requests are taken
+// first, so the write follows the check with nothing queued between them:
+// the window in which another writer could set the tag is the check's
+// answer and the write's request on the wire (docs/promotion.md).
+func (e *engine) writeTag(ctx context.Context, ref name.Tag, want v1.Hash, raw []byte, mt types.MediaType) (written bool, err error) {
+	if r, ok := e.reg.(Reserver); ok {
+		rctx, done, err := r.Reserve(ctx, ref.Context(), 2)
+		if err != nil {
+			return false, &Error{Side: SideDestination, Ref: ref.String(), Err: err}
+		}
+		defer done()
+		ctx = rctx
+	}
+	cur, err := e.reg.Resolve(ctx, ref)
+	switch {
+	case errors.Is(err, regerr.ErrNotFound):
+	case err != nil:
+		return false, &Error{Side: SideDestination, Ref: ref.String(), Err: err}
+	case cur.Digest != want:
+		return false, &Error{Side: SideDestination, Ref: ref.String(), Err: fmt.Errorf("%w (it points at %s)", ErrTagMoved, cur.Digest)}
+	default:
+		return false, nil // already there
+	}
+	if _, err := e.reg.PutManifest(ctx, ref, raw, mt); err != nil {
+		return false, &Error{Side: SideDestination, Ref: ref.String(), Err: err}
+	}
+	return true, nil
 }

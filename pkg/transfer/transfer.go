@@ -10,6 +10,7 @@ package transfer
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imgpromoter/promoter/pkg/imagegraph"
+	spilldir "github.com/imgpromoter/promoter/pkg/spill"
 )
 
 // Manifests reads and writes manifests.
@@ -54,6 +56,15 @@ type Mounter interface {
 	// MountBlob reports whether the registry mounted the blob; when it
 	// refuses, the implementation uploads it from getContent instead.
 	MountBlob(ctx context.Context, repo name.Repository, desc v1.Descriptor, from name.Repository, getContent func() (io.ReadCloser, error)) (mounted bool, err error)
+}
+
+// Reserver takes a registry host's limiter slot and rate tokens for a few
+// requests ahead, so that they are sent back to back. It is optional: with
+// it, a tag's re-check and its write have nothing queued between them.
+type Reserver interface {
+	// Reserve returns a context whose next n requests to repo's registry
+	// wait for no limiter; done gives the slot back.
+	Reserve(ctx context.Context, repo name.Repository, n int) (_ context.Context, done func(), _ error)
 }
 
 // Registry is everything the engine needs from registry access.
@@ -152,6 +163,9 @@ type engine struct {
 	reg   Registry
 	cfg   config
 	stats Stats
+	// spills is the run's spill directory; nil when it could not be made
+	// (then nothing is spilled).
+	spills *spilldir.Dir
 
 	mu    sync.Mutex
 	trees map[repoBlob]*treeEntry // source repo + digest -> tree
@@ -195,6 +209,14 @@ func Run(ctx context.Context, reg Registry, jobs []Job, opts ...Option) ([]Resul
 	}
 	e := &engine{reg: reg, cfg: cfg, trees: map[repoBlob]*treeEntry{}, present: map[repoBlob]bool{},
 		blobErr: map[repoBlob]error{}, holder: map[string]map[v1.Hash]name.Repository{}, putOnce: map[repoBlob]*onceErr{}}
+	// The run's own spill directory, locked while it lives; the
+	// directories of killed runs are reclaimed here.
+	if sd, err := spilldir.Open(cfg.tempDir, cfg.logger); err != nil {
+		cfg.logger.Warn("no spill directory: large blobs are read from the source once per destination", "error", err)
+	} else {
+		e.spills = sd
+		defer sd.Close()
+	}
 	results := make([]Result, len(jobs))
 	for i := range results {
 		results[i].Tags = map[string]error{}
@@ -510,4 +532,10 @@ const (
 func (e *Error) Error() string { return fmt.Sprintf("%s %s: %v", e.Side, e.Ref, e.Err) }
 func (e *Error) Unwrap() error { return e.Err }
 
-func tempFile(dir string) (*os.File, error) { return os.CreateTemp(dir, "promoter-blob-*") }
+// tempFile creates a spill file in the run's spill directory.
+func (e *engine) tempFile() (*os.File, error) {
+	if e.spills == nil {
+		return nil, errors.New("no spill directory")
+	}
+	return e.spills.CreateTemp()
+}
