@@ -203,19 +203,27 @@ func TestConflictingTagRefused(t *testing.T) {
 	wantMatch(t, "stdout", r.stdout, r,
 		`(?m)^refused\s+`+regexp.QuoteMeta(regs.src()+"/app@"+app.digest.String()+" -> "+regs.destA()+"/app:1.0: ")+
 			`.*`+regexp.QuoteMeta(old.String())+`.*`+regexp.QuoteMeta(fmt.Sprintf("(%s:%d:", imagesFile, lineOf(t, imagesFile, app.digest.String()))))
-	wantContains(t, "stdout", r.stdout, r, "Run: 5 edges promoted, 0 already there, 1 refused, 0 failed")
+	// Mirrors must agree: prod-b is refused app:1.0 too, naming prod-a.
+	wantMatch(t, "stdout", r.stdout, r,
+		`(?m)^refused\s+`+regexp.QuoteMeta(regs.src()+"/app@"+app.digest.String()+" -> "+regs.destB()+"/app:1.0: ")+
+			`.*mirror `+regexp.QuoteMeta(regs.destA()+"/app"))
+	wantContains(t, "stdout", r.stdout, r, "Run: 4 edges promoted, 0 already there, 2 refused, 0 failed")
 
-	// prod-a: the image is copied and its other tag set, 1.0 never moved.
+	// prod-a: the image is copied and its other tag set, 1.0 never moved;
+	// prod-b: the image and its other tag, and no 1.0 on another digest.
+	for _, d := range regs.dests() {
+		sameImage(t, parseRepo(t, regs.src()+"/app"), parseRepo(t, d+"/app"), app.digest)
+	}
 	wantTags(t, regs.destA()+"/app", map[string]v1.Hash{"1.0": old, "latest": app.digest})
-	sameImage(t, parseRepo(t, regs.src()+"/app"), parseRepo(t, regs.destA()+"/app"), app.digest)
+	wantTags(t, regs.destB()+"/app", map[string]v1.Hash{"latest": app.digest})
 	wantPromoted(t, regs.src(), regs.dests(), other)
-	wantPromoted(t, regs.src(), []string{regs.destB()}, app)
 
 	// A rerun refuses again and still moves nothing.
 	r = promoter(t, "run", "--confirm", dir)
 	wantExit(t, r, 1)
-	wantContains(t, "stdout", r.stdout, r, "Run: 0 edges promoted, 5 already there, 1 refused, 0 failed")
+	wantContains(t, "stdout", r.stdout, r, "Run: 0 edges promoted, 4 already there, 2 refused, 0 failed")
 	wantTags(t, regs.destA()+"/app", map[string]v1.Hash{"1.0": old, "latest": app.digest})
+	wantTags(t, regs.destB()+"/app", map[string]v1.Hash{"latest": app.digest})
 }
 
 // TestMissingSource shows that a digest absent from staging is refused and

@@ -294,9 +294,11 @@ func (d *Document) Failed() bool {
 
 // Reader is the registry access the planner needs.
 type Reader interface {
-	// ListTags lists a repository's tags and, when the registry says so in
-	// the same answer (Google's registries do), each tag's digest.
-	ListTags(ctx context.Context, repo name.Repository) ([]string, map[string]v1.Hash, error)
+	// WalkTags reads a repository's tag list as a stream, calling fn for
+	// each tag listed (zero digest) and, when the registry says so in the
+	// same answer (Google's registries do), for each tag with its digest.
+	// A repository that does not exist has no tags.
+	WalkTags(ctx context.Context, repo name.Repository, fn func(tag string, digest v1.Hash) error) error
 	// Resolve describes the manifest at ref; one that does not exist is an
 	// error matching regerr.ErrNotFound.
 	Resolve(ctx context.Context, ref name.Reference) (v1.Descriptor, error)
@@ -353,6 +355,7 @@ func Make(ctx context.Context, r Reader, groups []*edge.Group, opts ...Option) (
 	if err := p.checkSources(ctx); err != nil {
 		return nil, err
 	}
+	agreeAcrossMirrors(p.records)
 	out := &Plan{Records: p.records, promoted: p.promoted}
 	slices.SortFunc(out.Records, func(a, b *Record) int {
 		return cmp.Or(cmp.Compare(a.Group.Source.Context().Name(), b.Group.Source.Context().Name()), cmp.Compare(a.Group.Digest.String(), b.Group.Digest.String()), cmp.Compare(a.Dest.Name(), b.Dest.Name()))
@@ -462,13 +465,32 @@ func (p *planner) headAll(ctx context.Context, refs map[string]name.Reference) m
 
 // planDest plans every edge into one destination repository.
 func (p *planner) planDest(ctx context.Context, d *dest) {
-	tags, digests, listErr := p.r.ListTags(ctx, d.repo)
+	// Only the tags the manifests ask about are kept from the list, which
+	// may hold millions.
+	wanted := map[string]bool{}
+	for _, g := range d.groups {
+		for _, t := range g.Tags {
+			wanted[t.Name] = true
+		}
+	}
+	listed := map[string]bool{}
+	digests := map[string]v1.Hash{}
+	existed := false
+	listErr := p.r.WalkTags(ctx, d.repo, func(tag string, dg v1.Hash) error {
+		if dg == (v1.Hash{}) {
+			existed = true
+		}
+		switch {
+		case !wanted[tag]:
+		case dg == (v1.Hash{}):
+			listed[tag] = true
+		default:
+			digests[tag] = dg
+		}
+		return nil
+	})
 	if ctx.Err() != nil {
 		return
-	}
-	listed := make(map[string]bool, len(tags))
-	for _, t := range tags {
-		listed[t] = true
 	}
 	// What to ask: each wanted tag that exists (unless the listing gave its
 	// digest), and each digest with a missing tag or no tag at all.
@@ -481,7 +503,7 @@ func (p *planner) planDest(ctx context.Context, d *dest) {
 				switch {
 				case !listed[t.Name]:
 					needDigest = true
-				case digests != nil:
+				case digests[t.Name] != (v1.Hash{}):
 					known["tag:"+t.Name] = state{present: true, digest: digests[t.Name]}
 				default:
 					refs["tag:"+t.Name] = d.repo.Tag(t.Name)
@@ -510,7 +532,7 @@ func (p *planner) planDest(ctx context.Context, d *dest) {
 		return
 	}
 	for _, g := range d.groups {
-		p.classify(g, d.repo, len(tags) > 0, listErr, known)
+		p.classify(g, d.repo, existed, listErr, known)
 	}
 }
 

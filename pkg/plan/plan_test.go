@@ -128,9 +128,11 @@ images:
 		// metrics-server:v1 promoted (not listed); -amd64 copy
 		P + "/x/metrics-server-amd64:v1": plan.Copy,
 		P + "/gone:v9":                   plan.MissingSource,
-		// the mirror under a registry path prefix is empty: everything copies
+		// the mirror under a registry path prefix is empty: everything
+		// copies, except app:2.0, which prod/p holds on another digest:
+		// mirrors must agree, so it is refused there too
 		M + "/app:1.0":                   plan.Copy,
-		M + "/app:2.0":                   plan.Copy,
+		M + "/app:2.0":                   plan.Conflict,
 		M + "/app:2.1":                   plan.Copy,
 		M + "/multi@" + short(dIdx):      plan.Copy,
 		M + "/x/metrics-server:v1":       plan.Copy,
@@ -140,7 +142,7 @@ images:
 	if diff := cmp.Diff(want, classes(p)); diff != "" {
 		t.Errorf("classes (-want +got):\n%s", diff)
 	}
-	wantCounts := plan.Counts{plan.Promoted: 2, plan.Conflict: 1, plan.TagOnly: 1, plan.Copy: 8, plan.MissingSource: 2}
+	wantCounts := plan.Counts{plan.Promoted: 2, plan.Conflict: 2, plan.TagOnly: 1, plan.Copy: 7, plan.MissingSource: 2}
 	if diff := cmp.Diff(wantCounts, p.Counts()); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)
 	}
