@@ -104,7 +104,7 @@ func Plan(w io.Writer, f Format, p *plan.Document) error {
 			b.WriteString("  " + actionLine(a) + "\n")
 		}
 	} else {
-		b.WriteString("\nNothing to do: every edge is already promoted.\n")
+		b.WriteString("\n" + nothingToDo(p.Counts[plan.Promoted], p.Problems) + "\n")
 	}
 	if len(p.Problems) > 0 {
 		b.WriteString("\nProblems (the entries named are excluded):\n")
@@ -322,7 +322,7 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 		}
 	}
 	if t.Promoted == 0 && t.Refused == 0 && t.Failed == 0 {
-		b.WriteString("Nothing to do: every edge is already promoted.\n")
+		b.WriteString(nothingToDo(t.Present, r.Problems) + "\n")
 	}
 	fmt.Fprintf(&b, "Run: %d edges promoted, %d already there, %d refused, %d failed; %s copied, %d blobs uploaded (%s), %d mounted; %s\n",
 		t.Promoted, t.Present, t.Refused, t.Failed, render.Plural(r.Images, "image"), r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
@@ -340,4 +340,20 @@ func bytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// nothingToDo says why a plan or run with no action has nothing to do:
+// every edge is already promoted, or there is no valid edge at all (every
+// entry excluded by an error), or both, or the manifests ask for nothing.
+func nothingToDo(present int, problems []diag.Problem) string {
+	invalid := diag.Errors(problems) > 0
+	switch {
+	case present > 0 && !invalid:
+		return "Nothing to do: every edge is already promoted."
+	case present > 0:
+		return "Nothing to do: every valid edge is already promoted; the entries with errors are excluded (see the problems)."
+	case invalid:
+		return "Nothing to promote: no valid edge, every entry is excluded by an error (see the problems)."
+	}
+	return "Nothing to do: the manifests ask for no edge."
 }

@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,5 +107,44 @@ func TestParseFormat(t *testing.T) {
 	}
 	if _, err := report.ParseFormat("markdown", report.Text, report.JSON); err == nil {
 		t.Error("markdown accepted where not allowed")
+	}
+}
+
+// Issue 8 point 11: when every edge is invalid, the text reports said
+// "every edge is already promoted".
+func TestNothingToDo(t *testing.T) {
+	bad := []diag.Problem{{Pos: diag.Position{File: "m.yaml", Line: 3, Column: 5}, Severity: diag.SeverityError, Code: diag.CodeDigest, Entry: "image bad", Message: "invalid digest"}}
+	promoted := []*plan.Record{{Edges: []plan.Decision{{Tag: "1.0", Class: plan.Promoted}}}}
+	tests := []struct {
+		name     string
+		records  []*plan.Record
+		problems []diag.Problem
+		present  int
+		want     string
+	}{
+		{"all promoted", promoted, nil, 1, "Nothing to do: every edge is already promoted."},
+		{"all invalid", nil, bad, 0, "Nothing to promote: no valid edge, every entry is excluded by an error (see the problems)."},
+		{"promoted and invalid", promoted, bad, 1, "Nothing to do: every valid edge is already promoted; the entries with errors are excluded (see the problems)."},
+		{"empty", nil, nil, 0, "Nothing to do: the manifests ask for no edge."},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &plan.Plan{Records: tc.records, Problems: tc.problems}
+			var b bytes.Buffer
+			if err := report.Plan(&b, report.Text, p.Document()); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), "\n"+tc.want+"\n") {
+				t.Errorf("plan text lacks %q:\n%s", tc.want, b.String())
+			}
+			b.Reset()
+			r := &promote.Report{SchemaVersion: plan.SchemaVersion, Totals: promote.Totals{Present: tc.present}, Problems: tc.problems}
+			if err := report.Run(&b, report.Text, r); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), tc.want+"\n") {
+				t.Errorf("run text lacks %q:\n%s", tc.want, b.String())
+			}
+		})
 	}
 }
