@@ -17,6 +17,22 @@ type Registry struct {
 	Src            bool          `json:"src,omitempty"`
 	ServiceAccount string        `json:"serviceAccount,omitempty"`
 	Pos            diag.Position `json:"position"`
+	// Referrers restricts the supply-chain artifacts carried to this
+	// destination (nil: all). A promoter field: kpromo rejects it.
+	Referrers *Referrers `json:"referrers,omitempty"`
+}
+
+// Referrers says which supply-chain artifacts (signatures, attestations,
+// SBOMs: OCI referrers and cosign's tags) are carried with the images. It
+// is optional and promoter-only: kpromo's strict parser rejects a file that
+// uses it, and accepts every file that does not (docs/kpromo.md).
+type Referrers struct {
+	// Carry is false to carry none (default true).
+	Carry bool `json:"carry"`
+	// ArtifactTypes, when not empty, carries only these artifact types
+	// ("cosign/sig", "cosign/att", "cosign/sbom" for cosign's tags).
+	ArtifactTypes []string      `json:"artifactTypes,omitempty"`
+	Pos           diag.Position `json:"position"`
 }
 
 // Tag is one tag of a digest, exactly as written (1.20 stays "1.20").
@@ -40,6 +56,9 @@ type Image struct {
 	Name    string        `json:"name"`
 	Digests []DigestEntry `json:"dmap"`
 	Pos     diag.Position `json:"position"`
+	// Referrers restricts the supply-chain artifacts carried with this
+	// image (nil: all). A promoter field: kpromo rejects it.
+	Referrers *Referrers `json:"referrers,omitempty"`
 	// Broken is set when the entry had structural problems (already
 	// reported); later stages exclude it.
 	Broken bool `json:"-"`

@@ -342,6 +342,9 @@ func (w *walker) registries(n *yaml.Node) ([]Registry, bool) {
 					r.ServiceAccount = s
 				}
 			},
+			"referrers": func(_, v *yaml.Node) {
+				r.Referrers = w.referrers(v, entry)
+			},
 		})
 		out = append(out, r)
 	}
@@ -389,11 +392,47 @@ func (w *walker) image(n *yaml.Node, index int) Image {
 		"dmap": func(_, v *yaml.Node) {
 			img.Digests = w.dmap(v, entry)
 		},
+		"referrers": func(_, v *yaml.Node) {
+			img.Referrers = w.referrers(v, entry)
+		},
 	})
 	// After an alias explosion nothing more is read, so the entry is
 	// incomplete even when it has no problem of its own.
 	img.Broken = len(w.problems) > before || w.exploded
 	return img
+}
+
+// referrers reads the optional supply-chain carrying settings:
+// {carry: bool, artifactTypes: [string]}.
+func (w *walker) referrers(n *yaml.Node, entry string) *Referrers {
+	r := &Referrers{Carry: true, Pos: w.pos(n)}
+	if n.Kind != yaml.MappingNode {
+		w.errorf(n, entry, "referrers must be a mapping (carry, artifactTypes), found %s", kindName(n))
+		return r
+	}
+	w.fields(n, "referrers", entry, map[string]func(k, v *yaml.Node){
+		"carry": func(_, v *yaml.Node) {
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+				w.errorf(v, entry, "carry must be true or false, found %s", kindName(v))
+				return
+			}
+			r.Carry = v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
+		},
+		"artifactTypes": func(_, v *yaml.Node) {
+			items, ok := w.list(v, "artifactTypes", entry)
+			if !ok {
+				return
+			}
+			for _, t := range items {
+				if t.Kind != yaml.ScalarNode || isNull(t) || t.Value == "" {
+					w.errorf(t, entry, "an artifact type must be a non-empty string, found %s", kindName(t))
+					continue
+				}
+				r.ArtifactTypes = append(r.ArtifactTypes, t.Value)
+			}
+		},
+	})
+	return r
 }
 
 func (w *walker) dmap(n *yaml.Node, entry string) []DigestEntry {
