@@ -152,3 +152,7 @@ func (c *Cosign) Version(t testing.TB) string {
 	}
 	return ""
 }
+
+// UseKey makes c sign with other's key pair (cosign v2 and v3 read each
+// other's keys), so that one public key verifies both.
+func (c *Cosign) UseKey(other *Cosign) { c.Key, c.Pub = other.Key, other.Pub }

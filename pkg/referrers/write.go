@@ -155,28 +155,10 @@ type Outcome struct {
 // failures that stop the subject's artifacts.
 func (w *Writer) Write(ctx context.Context, repo name.Repository, subject v1.Hash, arts []Artifact, present map[v1.Hash]bool) ([]Outcome, error) {
 	out := make([]Outcome, len(arts))
-	// Manifests by digest, parents first.
 	for i, a := range arts {
 		out[i] = Outcome{Digest: a.Descriptor.Digest, Tag: a.Tag, Status: Present}
-		if present[a.Descriptor.Digest] {
-			continue
-		}
-		for _, c := range a.Children {
-			if _, err := w.dst.PutManifest(ctx, repo.Digest(c.Descriptor.Digest.String()), c.Raw, c.Descriptor.MediaType); err != nil {
-				return out, fmt.Errorf("writing %s@%s: %w", repo, c.Descriptor.Digest, err)
-			}
-		}
-		indexed, err := w.dst.PutManifest(ctx, repo.Digest(a.Descriptor.Digest.String()), a.Manifest, a.Descriptor.MediaType)
-		if err != nil {
-			return out, fmt.Errorf("writing %s@%s: %w", repo, a.Descriptor.Digest, err)
-		}
-		if indexed != (v1.Hash{}) {
-			w.remember(repo.RegistryStr(), true)
-		}
-		out[i].Status = Copied
 	}
-
-	// The fallback index, one per subject of a referrer.
+	// The referrers to write, per subject.
 	bySubject := map[v1.Hash][]int{}
 	var subjects []v1.Hash
 	for i, a := range arts {
@@ -188,41 +170,88 @@ func (w *Writer) Write(ctx context.Context, repo name.Repository, subject v1.Has
 		}
 		bySubject[a.Subject] = append(bySubject[a.Subject], i)
 	}
+	has := true
 	if len(subjects) > 0 {
-		has, err := w.HasReferrersAPI(ctx, repo, subject)
-		if err != nil {
+		var err error
+		if has, err = w.HasReferrersAPI(ctx, repo, subject); err != nil {
 			return out, err
 		}
-		if !has {
-			for _, s := range subjects {
-				var entries []v1.Descriptor
+	}
+	if !has {
+		// A fallback tag that is not an index refuses its subject's
+		// referrers before anything is written for them.
+		for _, s := range subjects {
+			existing, err := w.readFallback(ctx, repo.Tag(FallbackTag(s)), s)
+			if err == nil && existing != nil {
+				if _, _, merr := MergeFallback(existing, nil); merr != nil {
+					err = &FallbackConflictError{Tag: repo.Tag(FallbackTag(s)), Digest: digestOf(existing), Reason: merr.Error()}
+				}
+			}
+			var conflict *FallbackConflictError
+			if errors.As(err, &conflict) {
 				for _, i := range bySubject[s] {
-					entries = append(entries, arts[i].Descriptor)
+					out[i].Status, out[i].Err = Refused, err
 				}
-				changed, err := w.UpdateFallback(ctx, repo, s, entries)
-				var conflict *FallbackConflictError
-				if errors.As(err, &conflict) {
-					for _, i := range bySubject[s] {
-						out[i].Status, out[i].Err = Refused, err
-					}
-					continue
+				delete(bySubject, s)
+				continue
+			}
+			if err != nil {
+				return out, err
+			}
+		}
+	}
+
+	// Manifests by digest, parents first (cosign's are written by their tag
+	// below).
+	for _, s := range subjects {
+		for _, i := range bySubject[s] {
+			a := arts[i]
+			if err := w.putChildren(ctx, repo, a); err != nil {
+				return out, err
+			}
+			indexed, err := w.dst.PutManifest(ctx, repo.Digest(a.Descriptor.Digest.String()), a.Manifest, a.Descriptor.MediaType)
+			if err != nil {
+				return out, fmt.Errorf("writing %s@%s: %w", repo, a.Descriptor.Digest, err)
+			}
+			if indexed != (v1.Hash{}) {
+				w.remember(repo.RegistryStr(), true)
+			}
+			out[i].Status = Copied
+		}
+	}
+
+	// The fallback index, one per subject.
+	if !has {
+		for _, s := range subjects {
+			idx, ok := bySubject[s]
+			if !ok {
+				continue
+			}
+			var entries []v1.Descriptor
+			for _, i := range idx {
+				entries = append(entries, arts[i].Descriptor)
+			}
+			_, err := w.UpdateFallback(ctx, repo, s, entries)
+			var conflict *FallbackConflictError
+			if errors.As(err, &conflict) {
+				for _, i := range idx {
+					out[i].Status, out[i].Err = Refused, err
 				}
-				if err != nil {
-					return out, err
-				}
-				if changed {
-					for _, i := range bySubject[s] {
-						out[i].Status = Copied
-					}
-				}
+				continue
+			}
+			if err != nil {
+				return out, err
 			}
 		}
 	}
 
 	// cosign's tags, after everything they could point at.
 	for i, a := range arts {
-		if a.Via != ViaCosign {
+		if a.Via != ViaCosign || present[a.Descriptor.Digest] {
 			continue
+		}
+		if err := w.putChildren(ctx, repo, a); err != nil {
+			return out, err
 		}
 		st, err := w.PutTag(ctx, repo.Tag(a.Tag), a.Manifest, a.Descriptor)
 		var refused *TagRefusedError
@@ -236,6 +265,15 @@ func (w *Writer) Write(ctx context.Context, repo name.Repository, subject v1.Has
 		}
 	}
 	return out, nil
+}
+
+func (w *Writer) putChildren(ctx context.Context, repo name.Repository, a Artifact) error {
+	for _, c := range a.Children {
+		if _, err := w.dst.PutManifest(ctx, repo.Digest(c.Descriptor.Digest.String()), c.Raw, c.Descriptor.MediaType); err != nil {
+			return fmt.Errorf("writing %s@%s: %w", repo, c.Descriptor.Digest, err)
+		}
+	}
+	return nil
 }
 
 // PutTag writes a manifest at a tag that must not move: Present when the

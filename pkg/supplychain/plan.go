@@ -210,3 +210,25 @@ type Pair struct {
 	Image       *ImagePlan
 	Destination *DestinationPlan
 }
+
+// Failed reports whether an artifact was refused or a destination's
+// artifacts could not be read or written: the run must say so (the images
+// themselves are still promoted).
+func (p *Plan) Failed() bool {
+	if p == nil {
+		return false
+	}
+	for _, ip := range p.Images {
+		for _, dp := range ip.Destinations {
+			if dp.Err != "" && dp.Allowed() {
+				return true
+			}
+			for _, a := range dp.Artifacts {
+				if a.Status == Refused {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
