@@ -455,16 +455,6 @@ func postEvents(t *testing.T, addr, route, contentType, body string, want int) {
 	}
 }
 
-func git(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid", "GIT_COMMITTER_NAME=t",
-		"GIT_COMMITTER_EMAIL=t@example.invalid", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-}
-
 // TestAuditPullsManifestsOnSIGHUP: the manifests live in a git clone; a
 // reviewed change merged upstream is pulled on SIGHUP, and a later event
 // about the newly listed tag resolves the finding it had opened.
@@ -478,14 +468,14 @@ func TestAuditPullsManifestsOnSIGHUP(t *testing.T) {
 	if err := os.Mkdir(upstream, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	git(t, upstream, "init", "-q", "-b", "main")
+	testenv.Git(t, upstream, "init", "-q", "-b", "main")
 	manifest := func(extra string) string {
 		return fmt.Sprintf("registries:\n- name: %s\n  src: true\n- name: %s\nimages:\n- name: app\n  dmap:\n    %q: [\"1.0\"]\n%s", staging, prod, listed, extra)
 	}
 	writeFile(t, filepath.Join(upstream, "promoter-manifest.yaml"), manifest(""))
-	git(t, upstream, "add", ".")
-	git(t, upstream, "commit", "-q", "-m", "first")
-	git(t, root, "clone", "-q", upstream, clone)
+	testenv.Git(t, upstream, "add", ".")
+	testenv.Git(t, upstream, "commit", "-q", "-m", "first")
+	testenv.Git(t, root, "clone", "-q", upstream, clone)
 	tokens := filepath.Join(root, "tokens")
 	writeFile(t, tokens, testToken+"\n")
 	addr := freeAddr(t)
@@ -496,7 +486,7 @@ func TestAuditPullsManifestsOnSIGHUP(t *testing.T) {
 	waitFor(t, "the unexpected tag's finding", 20*time.Second, func() bool { return len(getFindings(t, addr, "open")) == 1 })
 
 	writeFile(t, filepath.Join(upstream, "promoter-manifest.yaml"), manifest(fmt.Sprintf("    %q: [\"1.1\"]\n", newer)))
-	git(t, upstream, "commit", "-q", "-am", "promote 1.1")
+	testenv.Git(t, upstream, "commit", "-q", "-am", "promote 1.1")
 	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
