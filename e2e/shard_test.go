@@ -58,11 +58,12 @@ type cmdRun struct {
 // startShard starts `promoter run --confirm` for shard index of count as a
 // Kubernetes Indexed Job pod would: the index in JOB_COMPLETION_INDEX, the
 // count in PROMOTER_SHARD_COUNT, the JSON report written to --report-file.
-func startShard(t *testing.T, dir, reports string, index int) *shardRun {
+func startShard(t *testing.T, dir, reports string, index int, extra ...string) *shardRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), runTimeout)
 	report := filepath.Join(reports, fmt.Sprintf("shard-%d.json", index))
-	cmd := promoterCmd(ctx, t, "run", "--confirm", "-o", "json", "--report-file", report, dir)
+	args := append([]string{"run", "--confirm", "-o", "json", "--report-file", report}, extra...)
+	cmd := promoterCmd(ctx, t, append(args, dir)...)
 	cmd.Env = append(cmd.Env, fmt.Sprintf("JOB_COMPLETION_INDEX=%d", index), fmt.Sprintf("PROMOTER_SHARD_COUNT=%d", shardCount))
 	r := &cmdRun{done: make(chan struct{}), code: -1}
 	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
@@ -92,11 +93,11 @@ func (s *shardRun) wait(t *testing.T, code int) {
 }
 
 // runShards runs every shard at once and waits for all of them.
-func runShards(t *testing.T, dir, reports string) []string {
+func runShards(t *testing.T, dir, reports string, extra ...string) []string {
 	t.Helper()
 	var shards []*shardRun
 	for i := range shardCount {
-		shards = append(shards, startShard(t, dir, reports, i))
+		shards = append(shards, startShard(t, dir, reports, i, extra...))
 	}
 	var files []string
 	for _, s := range shards {

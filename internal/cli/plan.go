@@ -33,6 +33,7 @@ type promoteFlags struct {
 	hostLimits
 
 	shard shardFlags
+	state stateFlags
 }
 
 func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
@@ -47,6 +48,7 @@ func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
 	cmd.Flags().IntVar(&f.describeLimit, "describe-limit", 200, "with -o markdown or json: read size and platforms from staging for at most this many images (0: none)")
 	cmd.Flags().StringVar(&f.since, "since", "", "pull-request mode: only the edges the change since git revision REV adds (the manifests must be in a git work tree)")
 	f.shard.register(cmd)
+	f.state.register(cmd)
 }
 
 func newPlanCmd(e *env) *cobra.Command {
@@ -111,12 +113,19 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	if err := e.loadState(&f.state); err != nil {
+		return err
+	}
 	opts := []promoter.Option{promoter.WithClient(client), promoter.WithJobs(f.jobs), promoter.WithLogger(log),
 		promoter.WithSelect(func(groups []*edge.Group) []*edge.Group {
 			res := &validate.Result{Groups: groups}
 			f.shard.apply(res, []string{"since=" + f.since})
+			f.state.noteGroups(res.Groups)
 			return res.Groups
 		})}
+	if f.state.store != nil {
+		opts = append(opts, promoter.WithState(f.state.store, f.state.maxAge))
+	}
 	if f.since != "" {
 		opts = append(opts, promoter.WithSince(f.since))
 	}
@@ -145,6 +154,11 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 	}))
 	res, err := promoter.Run(ctx, inputs, opts...)
 	if res != nil && res.Report != nil {
+		// What was verified and promoted is kept even when the run
+		// failed or was interrupted: it is true either way.
+		if serr := e.saveState(&f.state, &f.shard, f.shard.spec.Sharded() && f.since == ""); serr != nil {
+			return serr
+		}
 		if werr := e.writeRun(&f.shard, format, res.Report); werr != nil {
 			return werr
 		}

@@ -504,6 +504,8 @@ func (p *planner) planDest(ctx context.Context, d *dest) {
 				case !listed[t.Name]:
 					needDigest = true
 				case digests[t.Name] != (v1.Hash{}):
+					// The listing said where the tag points (a registry that
+					// lists digests, or a --state record still fresh).
 					known["tag:"+t.Name] = state{present: true, digest: digests[t.Name]}
 				default:
 					refs["tag:"+t.Name] = d.repo.Tag(t.Name)

@@ -21,6 +21,8 @@ import (
 	"log/slog"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/change"
 	"github.com/imgpromoter/promoter/pkg/edge"
@@ -28,6 +30,7 @@ import (
 	"github.com/imgpromoter/promoter/pkg/manifest"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
+	"github.com/imgpromoter/promoter/pkg/state"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -47,6 +50,9 @@ type Result struct {
 	// Unreadable says some input could not be read; the readable rest was
 	// still planned (and promoted): one bad file never blocks the others.
 	Unreadable bool
+	// Trusted is the number of edges the plan took from the state
+	// (WithState) without a request; Verified the manifests it resolved.
+	Trusted, Verified int64
 }
 
 // Failed reports whether the command would exit 1: an edge refused or
@@ -97,10 +103,14 @@ type options struct {
 	describe   int
 	planned    func(*Result)
 	sel        func([]*edge.Group) []*edge.Group
+	// state, when set, is read and written through (WithState).
+	state       *state.Store
+	stateMaxAge time.Duration
+	now         func() time.Time
 }
 
 func defaults() options {
-	return options{jobs: 8, logger: slog.New(slog.DiscardHandler)}
+	return options{jobs: 8, logger: slog.New(slog.DiscardHandler), now: time.Now}
 }
 
 // WithSince is pull-request mode: only the edges the change since git
@@ -149,6 +159,16 @@ func WithDescribe(limit int) Option { return func(o *options) { o.describe = lim
 // shard's share of the work.
 func WithSelect(f func(groups []*edge.Group) []*edge.Group) Option {
 	return func(o *options) { o.sel = f }
+}
+
+// WithState plans through a record of verified edges (see package state):
+// an edge verified within maxAge whose tag is still listed is trusted
+// without a request; what the plan verifies, and what Run promotes, is
+// recorded in s. Saving s is the caller's job. The trade-off: a tag moved
+// by someone else while it stays listed is not seen (drift, or a plan
+// without WithState, sees it).
+func WithState(s *state.Store, maxAge time.Duration) Option {
+	return func(o *options) { o.state, o.stateMaxAge = s, maxAge }
 }
 
 // WithPlanned calls f with the plan before Run executes it (the command
@@ -219,6 +239,9 @@ func Run(ctx context.Context, in Inputs, opts ...Option) (*Result, error) {
 	if rep != nil {
 		rep.AddTraffic(o.client.Counter().Snapshot())
 		res.Report = rep
+		if o.state != nil {
+			recordPromoted(o.state, rep, o.now())
+		}
 	}
 	return res, err
 }
@@ -244,11 +267,36 @@ func makePlan(ctx context.Context, in Inputs, o options) (*Result, error) {
 		v.Groups = o.sel(v.Groups)
 	}
 	o.logger.Debug("planning", "groups", len(v.Groups), "edges", v.Stats.ValidEdges)
-	p, err := plan.Make(ctx, o.client, v.Groups, plan.WithJobs(o.jobs), plan.WithLogger(o.logger))
+	var reader plan.Reader = o.client
+	var sr *state.Reader
+	if o.state != nil {
+		sr = state.NewReader(o.client, o.state, o.stateMaxAge, o.now)
+		reader = sr
+	}
+	p, err := plan.Make(ctx, reader, v.Groups, plan.WithJobs(o.jobs), plan.WithLogger(o.logger))
 	if err != nil {
 		return nil, err
+	}
+	if sr != nil {
+		res.Trusted, res.Verified = sr.Trusted(), sr.Verified()
+		o.logger.Info("state", "edges trusted", sr.Trusted(), "manifests resolved", sr.Verified())
 	}
 	p.Stats, p.Problems = v.Stats, v.Problems
 	res.Plan = p
 	return res, nil
+}
+
+// recordPromoted adds the edges the run promoted to the state: they were
+// just written, so they are verified now.
+func recordPromoted(s *state.Store, rep *promote.Report, now time.Time) {
+	for _, r := range rep.Results {
+		if r.Status != promote.StatusPromoted {
+			continue
+		}
+		d, err := v1.NewHash(r.Digest)
+		if err != nil {
+			continue
+		}
+		s.Observe(r.Destination, r.Tag, d, now)
+	}
 }
