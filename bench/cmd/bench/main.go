@@ -37,7 +37,7 @@ var allScenarios = []string{scenCold1, scenCold2, scenCold4, scenNoop, scenIncr}
 var coldDests = map[string]int{scenCold1: 1, scenCold2: 2, scenCold4: 4}
 
 // allTools lists the tools the harness knows.
-var allTools = []string{"floor", "ours", "crane", "regsync"}
+var allTools = []string{"floor", "ours", "ours-default", "crane", "regsync"}
 
 // options are the command-line settings.
 type options struct {
@@ -221,6 +221,8 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) error {
 		switch t {
 		case "ours":
 			b.tools = append(b.tools, promoterTool{bin: bins["promoter"]})
+		case "ours-default":
+			b.tools = append(b.tools, promoterTool{bin: bins["promoter"], defaults: true})
 		case "crane":
 			b.tools = append(b.tools, craneTool{bin: bins["crane"]})
 		case "regsync":

@@ -152,7 +152,6 @@ func makeRow(w, sc, t string, g []Sample) Row {
 // addRatios sets ours' ratios to the best peer, and every row's ratio to
 // the floor, within one scenario's rows.
 func addRatios(rows []Row) {
-	var ours *Row
 	bestTime, bestReq := math.Inf(1), math.Inf(1)
 	floor := 0.0
 	for _, r := range rows {
@@ -160,6 +159,7 @@ func addRatios(rows []Row) {
 			floor = r.Seconds
 		}
 	}
+	var oursRows []*Row
 	for i := range rows {
 		r := &rows[i]
 		if r.N == 0 || r.Failed > 0 {
@@ -168,24 +168,26 @@ func addRatios(rows []Row) {
 		if floor > 0 && r.Tool != "floor" {
 			r.FloorRatio = r.Seconds / floor
 		}
-		if r.Tool == "floor" {
+		switch r.Tool {
+		case "floor":
 			continue
-		}
-		if r.Tool == "ours" {
-			ours = r
+		case "ours", "ours-default":
+			oursRows = append(oursRows, r)
 			continue
 		}
 		bestTime = min(bestTime, r.Seconds)
 		bestReq = min(bestReq, r.ReqStaging+r.ReqProd)
 	}
-	if ours == nil || math.IsInf(bestTime, 1) {
+	if math.IsInf(bestTime, 1) {
 		return
 	}
-	if bestTime > 0 {
-		ours.TimeRatio = ours.Seconds / bestTime
-	}
-	if bestReq > 0 {
-		ours.ReqRatio = (ours.ReqStaging + ours.ReqProd) / bestReq
+	for _, ours := range oursRows {
+		if bestTime > 0 {
+			ours.TimeRatio = ours.Seconds / bestTime
+		}
+		if bestReq > 0 {
+			ours.ReqRatio = (ours.ReqStaging + ours.ReqProd) / bestReq
+		}
 	}
 }
 
@@ -238,8 +240,8 @@ func renderMarkdown(res Results, details bool) string {
 		}
 		tool := r.Tool
 		switch tool {
-		case "ours":
-			tool = "**ours**"
+		case "ours", "ours-default":
+			tool = "**" + tool + "**"
 		case "floor":
 			tool = "_floor_"
 		}

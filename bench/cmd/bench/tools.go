@@ -57,11 +57,20 @@ type Tool interface {
 }
 
 // promoterTool drives `promoter run --confirm -o json` on a thin manifest
-// directory listing every image digest and tag.
-type promoterTool struct{ bin string }
+// directory listing every image digest and tag, with -j set to the
+// harness's parallelism, or with the promoter's own defaults (defaults).
+type promoterTool struct {
+	bin      string
+	defaults bool
+}
 
 // Name implements Tool.
-func (promoterTool) Name() string { return "ours" }
+func (t promoterTool) Name() string {
+	if t.defaults {
+		return "ours-default"
+	}
+	return "ours"
+}
 
 // Run implements Tool.
 func (t promoterTool) Run(ctx context.Context, job Job) error {
@@ -69,7 +78,11 @@ func (t promoterTool) Run(ctx context.Context, job Job) error {
 	if err := writeThinManifests(dir, job); err != nil {
 		return err
 	}
-	out, err := runLogged(ctx, job, "promoter", t.bin, "run", "--confirm", "-o", "json", "-j", fmt.Sprint(job.Jobs), dir)
+	args := []string{"run", "--confirm", "-o", "json"}
+	if !t.defaults {
+		args = append(args, "-j", fmt.Sprint(job.Jobs))
+	}
+	out, err := runLogged(ctx, job, "promoter", t.bin, append(args, dir)...)
 	if err != nil {
 		return err
 	}
