@@ -37,7 +37,7 @@ var allScenarios = []string{scenCold1, scenCold2, scenCold4, scenNoop, scenIncr}
 var coldDests = map[string]int{scenCold1: 1, scenCold2: 2, scenCold4: 4}
 
 // allTools lists the tools the harness knows.
-var allTools = []string{"floor", "ours", "ours-default", "crane", "regsync"}
+var allTools = []string{"floor", "ours", "ours-default", "ours-state", "crane", "regsync"}
 
 // options are the command-line settings.
 type options struct {
@@ -223,6 +223,10 @@ func run(ctx context.Context, opts options, stdout, stderr io.Writer) error {
 			b.tools = append(b.tools, promoterTool{bin: bins["promoter"]})
 		case "ours-default":
 			b.tools = append(b.tools, promoterTool{bin: bins["promoter"], defaults: true})
+		case "ours-state":
+			// One state file for all of the tool's runs, as a daily job
+			// keeps it.
+			b.tools = append(b.tools, promoterTool{bin: bins["promoter"], state: filepath.Join(workDir, "ours.state")})
 		case "crane":
 			b.tools = append(b.tools, craneTool{bin: bins["crane"]})
 		case "regsync":

@@ -171,7 +171,7 @@ func addRatios(rows []Row) {
 		switch r.Tool {
 		case "floor":
 			continue
-		case "ours", "ours-default":
+		case "ours", "ours-default", "ours-state":
 			oursRows = append(oursRows, r)
 			continue
 		}
@@ -240,7 +240,7 @@ func renderMarkdown(res Results, details bool) string {
 		}
 		tool := r.Tool
 		switch tool {
-		case "ours", "ours-default":
+		case "ours", "ours-default", "ours-state":
 			tool = "**" + tool + "**"
 		case "floor":
 			tool = "_floor_"

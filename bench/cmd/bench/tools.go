@@ -62,12 +62,17 @@ type Tool interface {
 type promoterTool struct {
 	bin      string
 	defaults bool
+	// state, when set, is the --state file the tool keeps across its runs.
+	state string
 }
 
 // Name implements Tool.
 func (t promoterTool) Name() string {
-	if t.defaults {
+	switch {
+	case t.defaults:
 		return "ours-default"
+	case t.state != "":
+		return "ours-state"
 	}
 	return "ours"
 }
@@ -81,6 +86,9 @@ func (t promoterTool) Run(ctx context.Context, job Job) error {
 	args := []string{"run", "--confirm", "-o", "json"}
 	if !t.defaults {
 		args = append(args, "-j", fmt.Sprint(job.Jobs))
+	}
+	if t.state != "" {
+		args = append(args, "--state", t.state)
 	}
 	out, err := runLogged(ctx, job, "promoter", t.bin, append(args, dir)...)
 	if err != nil {
