@@ -176,6 +176,9 @@ func TestKubernetesExample(t *testing.T) {
 		}
 	}
 	wantPromoted(t, regs.src(), regs.dests(), ps...)
+	if files, _ := filepath.Glob(filepath.Join(reports, "state", "promoter.state.shard-*")); len(files) != s.Completions {
+		t.Errorf("state files %v, want one per index", files)
+	}
 
 	m := run(merge.Spec.Template.Spec.Containers[0].Args, map[string]string{})
 	wantExit(t, m, 0)

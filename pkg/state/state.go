@@ -319,6 +319,9 @@ func (s *Store) Save(path string, keep func(repo string) bool) (err error) {
 		return &FileError{Path: path, Err: errors.New("not a regular file (a symlink or a directory): not overwritten")}
 	}
 	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return &FileError{Path: path, Err: err}
+	}
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return &FileError{Path: path, Err: err}
