@@ -168,16 +168,12 @@ func Execute(ctx context.Context, reg Registry, p *plan.Plan, opts ...Option) (*
 			row := Result{Action: plan.ActionOf(r, d)}
 			switch d.Class {
 			case plan.Copy, plan.TagOnly:
-				var edgeErr error
-				switch {
-				case o == nil:
-					edgeErr = ctx.Err() // never handed to the engine
-				case o.Image != nil:
-					edgeErr = o.Image
-				case d.Tag != "":
+				// Every record with a copy or a tag had a job, so o is set.
+				edgeErr := o.Image
+				if edgeErr == nil && d.Tag != "" {
 					edgeErr = o.Tags[d.Tag]
 				}
-				if edgeErr == nil && ctx.Err() != nil && (o == nil || !o.Copied) && d.Class == plan.TagOnly {
+				if edgeErr == nil && ctx.Err() != nil && !o.Copied && d.Class == plan.TagOnly {
 					edgeErr = ctx.Err()
 				}
 				if edgeErr != nil {
