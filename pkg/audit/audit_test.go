@@ -392,3 +392,67 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("all findings: %+v", all)
 	}
 }
+
+// TestUntaggedDigestEvents: a manifest pushed by digest that no manifest
+// lists is a finding; its delete resolves it; a reconcile (which cannot see
+// untagged manifests on a plain OCI registry) leaves it alone meanwhile.
+func TestUntaggedDigestEvents(t *testing.T) {
+	prod := testenv.InProcessRegistry(t)
+	listed := testenv.PushImage(t, prod+"/app:1.0", 1)
+	stray := testenv.PushImage(t, prod+"/app", 66)
+	st, err := audit.OpenStore(t.Context(), filepath.Join(t.TempDir(), "u.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	client, err := access.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix, _ := snapshot.ParsePrefix(prod)
+	path := filepath.Join(t.TempDir(), "m.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("registries:\n- name: staging.example\n  src: true\n- name: %s\nimages:\n- name: app\n  dmap:\n    %q: [\"1.0\"]\n", prod, listed)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exp := loadExpected(t, path)
+	srv, err := audit.New(st, client, []snapshot.Prefix{prefix}, exp, audit.WithUnauthenticatedRoutesUnsafe(), audit.WithSettle(0), audit.WithPoll(50*time.Millisecond),
+		audit.WithReconcile(time.Hour, func(ctx context.Context) (*drift.Report, error) {
+			return drift.Check(ctx, client, exp, []snapshot.Prefix{prefix})
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	ctx, cancel := contextWithCancel(t)
+	defer cancel()
+	go srv.Run(ctx)
+	addr := strings.TrimPrefix(hs.URL, "http://")
+	send := func(id, action string) {
+		body := fmt.Sprintf(`{"events":[{"id":%q,"action":%q,"repository":"app","digest":%q}]}`, id, action, stray)
+		resp, err := http.Post(hs.URL+audit.RouteGeneric, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	send("u1", "push")
+	waitFor(t, "the unexpected digest", 10*time.Second, func() bool { return len(getFindings(t, addr, "open")) == 1 })
+	if f := getFindings(t, addr, "open")[0]; f.Kind != drift.UnexpectedDigest || f.Digest != stray.String() {
+		t.Fatalf("finding %+v", f)
+	}
+	if err := srv.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(getFindings(t, addr, "open")); n != 1 {
+		t.Fatalf("a reconcile that cannot list untagged manifests changed the open findings to %d", n)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+prod+"/v2/app/manifests/"+stray.String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	send("u2", "delete")
+	waitFor(t, "the finding to be resolved by the delete", 10*time.Second, func() bool { return len(getFindings(t, addr, "open")) == 0 })
+}

@@ -111,15 +111,19 @@ func (s *Server) judge(ctx context.Context, ev StoredEvent) (Verdict, error) {
 	if err != nil {
 		return Verdict{}, nil // not a digest this audit can look up
 	}
-	if ev.Action == ActionDelete {
-		if w != nil && w.Listed(d) {
-			return mk(drift.MissingDigest, "", d.String(), "", "deleted"), nil
-		}
-		return Verdict{}, nil
+	if ev.Action == ActionDelete && w != nil && w.Listed(d) {
+		return mk(drift.MissingDigest, "", d.String(), "", "deleted"), nil
 	}
 	desc, err := drift.Head(ctx, s.o.reader, repo.Digest(d.String()))
-	if err != nil || desc == nil {
+	if err != nil {
 		return Verdict{}, err
+	}
+	if desc == nil {
+		// Gone (an unlisted digest deleted): nothing to find there.
+		return Verdict{Clean: []Subject{{Repository: key, Digest: d.String()}}}, nil
+	}
+	if ev.Action == ActionDelete {
+		return Verdict{}, nil
 	}
 	exp, err := s.rel.Expected(ctx, w, d)
 	if err != nil {

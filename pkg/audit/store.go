@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/imgpromoter/promoter/pkg/drift"
 )
 
 // Store keeps events and findings in a SQLite database in WAL mode. An event
@@ -253,7 +255,10 @@ func (s *Store) Reconcile(ctx context.Context, prefixes []string, found []Findin
 		return nil, err
 	}
 	for _, f := range open {
-		if keep[f.key()] || !underAny(f.Repository, prefixes) {
+		// An untagged manifest is seen by the drift check only where the
+		// registry lists untagged manifests: a finding about one is
+		// resolved by an event (its delete), not by a reconcile.
+		if keep[f.key()] || !underAny(f.Repository, prefixes) || f.Kind == drift.UnexpectedDigest {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE findings SET resolved_at = ? WHERE id = ?`, at, f.ID); err != nil {
