@@ -2,14 +2,19 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/metrics"
+	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/progress"
+	"github.com/imgpromoter/promoter/pkg/promote"
 	"github.com/imgpromoter/promoter/pkg/shard"
 )
 
@@ -47,12 +52,17 @@ type observation struct {
 	metrics  *metrics.Run
 	progress *progress.Reporter
 	start    time.Time
+	runStart time.Time
 }
 
 // observe checks the flags and starts the run's metrics and progress.
 // shard names the shard for the Pushgateway grouping ("" when not sharded).
 func (e *env) observe(f *observeFlags, command, shard, unit string) (*observation, error) {
-	mode, err := progress.ParseMode(f.progress)
+	pm := f.progress
+	if pm == "" { // a command without the flags (cip)
+		pm = string(progress.Auto)
+	}
+	mode, err := progress.ParseMode(pm)
 	if err != nil {
 		return nil, usageErr("%v", err)
 	}
@@ -93,5 +103,59 @@ func (o *observation) finish(ctx context.Context, e *env, ok bool) {
 		if err := o.metrics.Push(pctx, o.f.metricsPush, o.f.metricsJob, o.shard); err != nil {
 			log.Error("pushing metrics failed", "error", err)
 		}
+	}
+}
+
+// recordPlan counts a plan's edges by class and destination registry.
+func (o *observation) recordPlan(p *plan.Plan) {
+	for _, d := range p.Destinations() {
+		for c, n := range d.Counts {
+			o.metrics.Edges(string(c), d.Registry, n)
+		}
+	}
+}
+
+// startRun starts the progress of a run; the bytes shown are those
+// uploaded to every registry so far.
+func (o *observation) startRun(c *access.Counter) {
+	o.progress.SetBytesSource(func() int64 {
+		var n int64
+		for _, h := range c.Snapshot() {
+			n += h.BytesUploaded
+		}
+		return n
+	})
+	o.runStart = time.Now()
+	o.progress.Start()
+}
+
+// accessOptions adds the metrics' observer of every registry request to a
+// client's options.
+func (o *observation) accessOptions(opts ...access.Option) []access.Option {
+	return append(opts, access.WithObserver(o.metrics))
+}
+
+// runProgress is the promote.Progress of a run: the counts, and a line
+// per image copied (on a terminal, per image that failed).
+func (o *observation) runProgress(done, total int, r *plan.Record, err error) {
+	o.progress.SetTotal(total)
+	o.progress.EdgeDone(err != nil)
+	status := "ok"
+	if err != nil {
+		status = "FAILED: " + err.Error()
+	}
+	o.progress.Item(fmt.Sprintf("[%d/%d %s] %s -> %s %s", done, total, time.Since(o.runStart).Round(time.Second), r.Group.Source, r.Dest, status), err != nil)
+}
+
+// recordRun counts a run's edges by status and destination registry, and
+// the bytes read from and uploaded to each registry.
+func (o *observation) recordRun(r *promote.Report) {
+	for _, res := range r.Results {
+		host, _, _ := strings.Cut(res.Destination, "/")
+		o.metrics.Edges(string(res.Status), host, 1)
+	}
+	for _, h := range r.Hosts {
+		o.metrics.Bytes("read", h.Host, h.BytesRead)
+		o.metrics.Bytes("write", h.Host, h.BytesUploaded)
 	}
 }

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/edge"
-	"github.com/imgpromoter/promoter/pkg/plan"
-	"github.com/imgpromoter/promoter/pkg/promote"
 	"github.com/imgpromoter/promoter/pkg/promoter"
 	"github.com/imgpromoter/promoter/pkg/report"
 	"github.com/imgpromoter/promoter/pkg/validate"
@@ -34,6 +31,7 @@ type promoteFlags struct {
 
 	shard shardFlags
 	state stateFlags
+	obs   observeFlags
 }
 
 func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
@@ -49,6 +47,7 @@ func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
 	cmd.Flags().StringVar(&f.since, "since", "", "pull-request mode: only the edges the change since git revision REV adds (the manifests must be in a git work tree)")
 	f.shard.register(cmd)
 	f.state.register(cmd)
+	f.obs.register(cmd)
 }
 
 func newPlanCmd(e *env) *cobra.Command {
@@ -107,9 +106,17 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 	if err != nil {
 		return err
 	}
+	command := "plan"
+	if execute {
+		command = "run"
+	}
+	obs, err := e.observe(&f.obs, command, shardLabel(f.shard.spec), "images")
+	if err != nil {
+		return err
+	}
 	log := e.logger()
-	client, err := access.New(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log),
-		access.WithHostLimits(access.HostLimits{Concurrency: f.hostConcurrency, Rate: f.hostRate}), access.WithMaxRetryWait(f.maxRetryWait))
+	client, err := access.New(obs.accessOptions(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log),
+		access.WithHostLimits(access.HostLimits{Concurrency: f.hostConcurrency, Rate: f.hostRate}), access.WithMaxRetryWait(f.maxRetryWait))...)
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -137,8 +144,11 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 		}
 		res, err := promoter.Plan(ctx, inputs, opts...)
 		if err != nil {
+			obs.finish(ctx, e, false)
 			return promoterErr(err)
 		}
+		obs.recordPlan(res.Plan)
+		obs.finish(ctx, e, !res.Failed())
 		e.sinceNotices(res.Since)
 		if err := e.writePlan(&f.shard, format, res.Plan.Document()); err != nil {
 			return err
@@ -146,19 +156,24 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 		return planExit(res.Failed())
 	}
 	var renderErr error
-	opts = append(opts, promoter.WithProgress(e.progress()), promoter.WithPlanned(func(res *promoter.Result) {
+	opts = append(opts, promoter.WithProgress(obs.runProgress), promoter.WithPlanned(func(res *promoter.Result) {
 		e.sinceNotices(res.Since)
+		obs.startRun(client.Counter())
 		if format == report.Text {
 			renderErr = report.Plan(e.stderr, report.Text, res.Plan.Document())
 		}
 	}))
 	res, err := promoter.Run(ctx, inputs, opts...)
 	if res != nil && res.Report != nil {
+		obs.recordRun(res.Report)
 		// What was verified and promoted is kept even when the run
 		// failed or was interrupted: it is true either way.
 		if serr := e.saveState(&f.state, &f.shard, f.shard.spec.Sharded() && f.since == ""); serr != nil {
 			return serr
 		}
+	}
+	obs.finish(ctx, e, err == nil && res != nil && !res.Failed())
+	if res != nil && res.Report != nil {
 		if werr := e.writeRun(&f.shard, format, res.Report); werr != nil {
 			return werr
 		}
@@ -207,26 +222,4 @@ func planExit(failed bool) error {
 		return &ExitError{Code: ExitProblems}
 	}
 	return nil
-}
-
-// progress prints one line per finished image copy: in place on a terminal,
-// as plain lines otherwise (CI logs).
-func (e *env) progress() promote.Progress {
-	start := time.Now()
-	tty := e.interactive()
-	return func(done, total int, r *plan.Record, err error) {
-		status := "ok"
-		if err != nil {
-			status = "FAILED: " + err.Error()
-		}
-		line := fmt.Sprintf("[%d/%d %s] %s -> %s %s", done, total, time.Since(start).Round(time.Second), r.Group.Source, r.Dest, status)
-		if tty && err == nil {
-			fmt.Fprintf(e.stderr, "\r\033[K%s", line)
-			if done == total {
-				fmt.Fprintln(e.stderr)
-			}
-			return
-		}
-		fmt.Fprintln(e.stderr, line)
-	}
 }

@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 )
 
 // Exit codes.
@@ -60,13 +58,6 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return usageErr("%s takes no arguments, got %q", cmd.CommandPath(), args)
 	}
 	return nil
-}
-
-// interactive reports whether stderr is a terminal (progress is then drawn
-// in place; in CI it is printed as plain lines).
-func (e *env) interactive() bool {
-	f, ok := e.stderr.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("CI") == ""
 }
 
 // New builds the promoter command tree writing to the given streams.

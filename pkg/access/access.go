@@ -31,6 +31,7 @@ type options struct {
 	maxWait  time.Duration
 	limits   HostLimits
 	logger   *slog.Logger
+	observer Observer
 }
 
 func defaults() options {
@@ -38,10 +39,11 @@ func defaults() options {
 		keychain: authn.DefaultKeychain,
 		// Retries are done here and nowhere else (see retryTransport and
 		// retryUpload), with jittered exponential backoff.
-		backoff: remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2.5, Jitter: 0.3, Steps: 5},
-		maxWait: 60 * time.Second,
-		limits:  HostLimits{Concurrency: 16},
-		logger:  slog.New(slog.DiscardHandler),
+		backoff:  remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2.5, Jitter: 0.3, Steps: 5},
+		maxWait:  60 * time.Second,
+		limits:   HostLimits{Concurrency: 16},
+		logger:   slog.New(slog.DiscardHandler),
+		observer: nopObserver{},
 	}
 }
 
@@ -112,7 +114,8 @@ func New(opts ...Option) (*Client, error) {
 	}
 	c := &Client{o: o, counter: newCounter(remote.DefaultTransport, o.logger)}
 	c.lim = newLimiter(c.counter, o.limits, o.maxWait)
-	c.chain = &retryTransport{next: c.lim, backoff: o.backoff, maxRetryWait: o.maxWait, log: o.logger}
+	c.counter.obs = o.observer
+	c.chain = &retryTransport{next: c.lim, backoff: o.backoff, maxRetryWait: o.maxWait, log: o.logger, obs: o.observer}
 	return c, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // HostStats counts what was sent to one registry host, at the HTTP level (so
@@ -33,12 +34,13 @@ type hostCounters struct {
 type Counter struct {
 	next  http.RoundTripper
 	log   *slog.Logger
+	obs   Observer
 	mu    sync.Mutex
 	hosts map[string]*hostCounters
 }
 
 func newCounter(next http.RoundTripper, log *slog.Logger) *Counter {
-	return &Counter{next: next, log: log, hosts: map[string]*hostCounters{}}
+	return &Counter{next: next, log: log, obs: nopObserver{}, hosts: map[string]*hostCounters{}}
 }
 
 func (c *Counter) host(h string) *hostCounters {
@@ -61,7 +63,13 @@ func (c *Counter) RoundTrip(req *http.Request) (*http.Response, error) {
 	if isUpload && req.Body != nil && (req.Method == http.MethodPut || req.Method == http.MethodPatch || req.Method == http.MethodPost) {
 		req.Body = &countingBody{ReadCloser: req.Body, n: &hc.bytesUploaded}
 	}
+	start := time.Now()
 	resp, err := c.next.RoundTrip(req)
+	code := 0
+	if resp != nil {
+		code = resp.StatusCode
+	}
+	c.obs.Request(req.URL.Host, req.Method, code, time.Since(start))
 	if err != nil {
 		// Not a warning: go-containerregistry probes HTTPS before plain
 		// HTTP on loopback hosts, and that probe fails on every run.

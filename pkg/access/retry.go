@@ -40,6 +40,7 @@ type retryTransport struct {
 	backoff      remote.Backoff
 	maxRetryWait time.Duration
 	log          *slog.Logger
+	obs          Observer
 }
 
 // exhaustedError marks an error this layer has already retried.
@@ -116,6 +117,7 @@ func (c *Client) retryUpload(ctx context.Context, repo name.Repository, d v1.Has
 			return err
 		}
 		wait := retryWait(b, c.o.maxWait, attempt, regerr.Status(err), nil)
+		c.o.observer.Retry(repo.RegistryStr())
 		c.o.logger.Warn("uploading again", "blob", d.String(), "repository", repo.String(), "attempt", attempt, "error", err, "wait", wait.Round(time.Millisecond))
 		if err := sleep(ctx, wait); err != nil {
 			return err
@@ -171,6 +173,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body.Close()
 		}
 		wait := retryWait(t.backoff, t.maxRetryWait, attempt, status, header)
+		t.obs.Retry(req.URL.Host)
 		t.log.Warn("retrying registry request", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path,
 			"attempt", attempt, "status", status, "error", errString(err), "wait", wait.Round(time.Millisecond))
 		if err := sleep(ctx, wait); err != nil {

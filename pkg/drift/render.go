@@ -57,7 +57,11 @@ func writeText(w io.Writer, r *Report) error {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	for _, f := range r.Findings {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Kind, subject(f), detail(f))
+		if d := detail(f); d != "" {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Kind, subject(f), d)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\n", f.Kind, subject(f))
+		}
 	}
 	tw.Flush()
 	for _, n := range r.Notes {

@@ -71,9 +71,12 @@ func NewRun(command string) *Run {
 // Registry is where the run's metrics live (for tests and /metrics).
 func (r *Run) Registry() *prometheus.Registry { return r.reg }
 
-// Edge counts one edge's result (e.g. "promoted", "already-promoted",
-// "refused", "failed") for a destination registry host.
-func (r *Run) Edge(result, destination string) { r.edges.WithLabelValues(result, destination).Inc() }
+// Edges counts n edges of a result (a plan class such as "copy" or
+// "conflict", or a run status such as "promoted" or "failed") for a
+// destination registry host.
+func (r *Run) Edges(result, destination string, n int) {
+	r.edges.WithLabelValues(result, destination).Add(float64(n))
+}
 
 // Bytes counts blob bytes read from or written to a registry host.
 func (r *Run) Bytes(direction, registry string, n int64) {

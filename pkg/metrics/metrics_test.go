@@ -30,10 +30,8 @@ func scrape(t *testing.T, url string) string {
 
 func sampleRun(edges int, ok bool) *metrics.Run {
 	r := metrics.NewRun("run")
-	for range edges {
-		r.Edge("promoted", "prod.example")
-	}
-	r.Edge("failed", "mirror.example")
+	r.Edges("promoted", "prod.example", edges)
+	r.Edges("failed", "mirror.example", 1)
 	r.Bytes("read", "staging.example", 1000)
 	r.Bytes("write", "prod.example", 1000)
 	r.Request("prod.example", "PUT", 201, 20*time.Millisecond)

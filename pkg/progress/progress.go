@@ -1,8 +1,9 @@
 // Package progress shows how far a long command is: edges done of the total,
 // bytes moved, rate and ETA. On a terminal one line is redrawn in place, at
 // most a few times a second; off a terminal (CI logs) a plain summary line
-// is printed every 30 seconds. It writes to standard error only, so it never
-// mixes into -o json output on standard output.
+// is printed every 30 seconds, besides a line per finished item. It writes
+// to standard error only, so it never mixes into -o json output on standard
+// output.
 package progress
 
 import (
@@ -75,11 +76,18 @@ type Reporter struct {
 	edgesTotal, edgesDone, failed atomic.Int64
 	bytes                         atomic.Int64
 
+	bytesFrom atomic.Pointer[func() int64]
+
 	mu       sync.Mutex
+	started  bool
 	lastLine string
 	stop     chan struct{}
 	done     chan struct{}
 }
+
+// SetBytesSource makes the reporter read the bytes moved from f at each
+// draw, instead of counting AddBytes calls.
+func (r *Reporter) SetBytesSource(f func() int64) { r.bytesFrom.Store(&f) }
 
 // New returns a reporter writing to w (standard error) in a mode; label
 // names the work ("run", "drift").
@@ -95,6 +103,9 @@ func New(w io.Writer, mode Mode, label string, opts ...Option) *Reporter {
 
 // Start begins drawing.
 func (r *Reporter) Start() {
+	r.mu.Lock()
+	r.started = true
+	r.mu.Unlock()
 	r.start = r.o.now()
 	if r.off {
 		close(r.done)
@@ -113,6 +124,22 @@ func (r *Reporter) EdgeDone(failed bool) {
 	if failed {
 		r.failed.Add(1)
 	}
+}
+
+// Item prints a line about one finished piece of work. Off a terminal every
+// such line is printed (a CI log then shows each item as it ends); on a
+// terminal only failures are, above the progress line.
+func (r *Reporter) Item(line string, failed bool) {
+	if r.off || (r.tty && !failed) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tty {
+		fmt.Fprintf(r.w, "\r\033[K%s\n%s", line, r.lastLine)
+		return
+	}
+	fmt.Fprintln(r.w, line)
 }
 
 // AddBytes counts bytes moved.
@@ -140,6 +167,10 @@ func (r *Reporter) loop() {
 // It is safe to call more than once.
 func (r *Reporter) Stop() {
 	r.mu.Lock()
+	if !r.started {
+		r.mu.Unlock()
+		return
+	}
 	select {
 	case <-r.stop:
 		r.mu.Unlock()
@@ -158,6 +189,9 @@ func (r *Reporter) Stop() {
 // Line is the progress line as it would be drawn now.
 func (r *Reporter) Line() string {
 	done, total, failed, b := r.edgesDone.Load(), r.edgesTotal.Load(), r.failed.Load(), r.bytes.Load()
+	if f := r.bytesFrom.Load(); f != nil {
+		b = (*f)()
+	}
 	el := r.o.now().Sub(r.start)
 	var s strings.Builder
 	fmt.Fprintf(&s, "%s: %d/%d %s", r.label, done, total, r.o.unit)
