@@ -173,7 +173,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body.Close()
 		}
 		wait := retryWait(t.backoff, t.maxRetryWait, attempt, status, header)
-		t.obs.Retry(req.URL.Host)
+		if t.obs != nil {
+			t.obs.Retry(req.URL.Host)
+		}
 		t.log.Warn("retrying registry request", "method", req.Method, "host", req.URL.Host, "path", req.URL.Path,
 			"attempt", attempt, "status", status, "error", errString(err), "wait", wait.Round(time.Millisecond))
 		if err := sleep(ctx, wait); err != nil {

@@ -3,6 +3,10 @@ package drift_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -177,4 +182,82 @@ func mustClient(t *testing.T) *access.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// googleStyle serves an in-process registry with tag lists that carry
+// Google's "manifest" map: every manifest of the repository, tagged or not,
+// as Google's registries list them.
+func googleStyle(t *testing.T, manifests map[string][]string) string {
+	t.Helper()
+	upstream := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(upstream.Close)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, upstream.URL+r.URL.RequestURI(), r.Body)
+		req.Header = r.Header.Clone()
+		req.ContentLength = r.ContentLength
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if strings.HasSuffix(r.URL.Path, "/tags/list") && resp.StatusCode == http.StatusOK {
+			var page map[string]any
+			_ = json.Unmarshal(body, &page)
+			m := map[string]any{}
+			repo := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v2/"), "/tags/list")
+			for d, tags := range manifests {
+				if strings.HasPrefix(d, repo+"@") {
+					m[strings.TrimPrefix(d, repo+"@")] = map[string]any{"tag": tags, "mediaType": "application/vnd.oci.image.manifest.v1+json"}
+				}
+			}
+			page["manifest"] = m
+			body, _ = json.Marshal(page)
+			resp.Header.Del("Content-Length")
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// TestUnexpectedDigests: where the registry lists untagged manifests
+// (Google's tag lists), an untagged manifest that no manifest lists is
+// drift; the untagged children of a listed index are not.
+func TestUnexpectedDigests(t *testing.T) {
+	listing := map[string][]string{}
+	prod := googleStyle(t, listing)
+	staging := testenv.InProcessRegistry(t)
+	a := testenv.PushImage(t, prod+"/app:1.0", 1)
+	idx, children := testenv.PushIndex(t, prod+"/app:2.0", 5)
+	stray := testenv.PushImage(t, prod+"/app", 77)
+	listing["app@"+a.String()] = []string{"1.0"}
+	listing["app@"+idx.String()] = []string{"2.0"}
+	for _, c := range children {
+		listing["app@"+c.String()] = []string{}
+	}
+	listing["app@"+stray.String()] = []string{}
+	path := filepath.Join(t.TempDir(), "m.yaml")
+	yaml := fmt.Sprintf("registries:\n- name: %s\n  src: true\n- name: %s\nimages:\n- name: app\n  dmap:\n    %q: [\"1.0\"]\n    %q: [\"2.0\"]\n", staging, prod, a, idx)
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := validate.Validate(manifest.Load(manifest.Inputs{Files: []string{path}}))
+	prefix, err := snapshot.ParsePrefix(prod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := drift.Check(t.Context(), mustClient(t), drift.NewExpected(res.Groups), []snapshot.Prefix{prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []drift.Finding{{Kind: drift.UnexpectedDigest, Repository: prod + "/app", Digest: stray.String()}}
+	if d := cmp.Diff(want, rep.Findings); d != "" {
+		t.Errorf("findings (-want +got):\n%s", d)
+	}
 }
