@@ -102,7 +102,7 @@ and ignored with a notice. See docs/kpromo.md for the full mapping.`,
 				}
 				return validationExit(res)
 			}
-			return e.promote(cmd.Context(), &f, nil, f.confirm)
+			return e.promote(cmd.Context(), nil, &f, nil, f.confirm)
 		},
 	}
 	cmd.Flags().StringArrayVar(&f.in.files, "manifest", nil, "the manifest file to load")

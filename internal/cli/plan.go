@@ -13,6 +13,7 @@ import (
 	"github.com/imgpromoter/promoter/pkg/edge"
 	"github.com/imgpromoter/promoter/pkg/promoter"
 	"github.com/imgpromoter/promoter/pkg/report"
+	"github.com/imgpromoter/promoter/pkg/sign"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -32,6 +33,8 @@ type promoteFlags struct {
 	shard shardFlags
 	state stateFlags
 	obs   observeFlags
+
+	signing signFlags
 }
 
 func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
@@ -64,7 +67,7 @@ Exit status: 0 when nothing is refused, 1 otherwise, 2 for usage errors.`,
 			if err := f.shard.resolve(cmd); err != nil {
 				return err
 			}
-			return e.promote(cmd.Context(), &f, args, false)
+			return e.promote(cmd.Context(), cmd, &f, args, false)
 		},
 	}
 	f.register(cmd, false)
@@ -85,16 +88,17 @@ Exit status: 0 when every edge is promoted, 1 when any was refused or failed,
 			if err := f.shard.resolve(cmd); err != nil {
 				return err
 			}
-			return e.promote(cmd.Context(), &f, args, f.confirm)
+			return e.promote(cmd.Context(), cmd, &f, args, f.confirm)
 		},
 	}
 	f.register(cmd, true)
+	f.signing.register(cmd)
 	return cmd
 }
 
 // promote is plan, and with execute set, run: flags become promoter
 // options, and the results are rendered.
-func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execute bool) error {
+func (e *env) promote(ctx context.Context, cmd *cobra.Command, f *promoteFlags, args []string, execute bool) error {
 	format, err := report.ParseFormat(f.output, report.Text, report.JSON, report.Markdown)
 	if err != nil {
 		return usageErr("%v", err)
@@ -115,6 +119,19 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 		return err
 	}
 	log := e.logger()
+	// Signing settings are checked before anything is read or written.
+	var sc *sign.Config
+	var signer *sign.Signer
+	if execute && cmd != nil {
+		if sc, err = f.signing.settings(cmd, inputs); err != nil {
+			return err
+		}
+		if sc != nil {
+			if signer, err = f.signing.signer(cmd, sc); err != nil {
+				return err
+			}
+		}
+	}
 	client, err := access.New(obs.accessOptions(access.WithInsecureRegistries(f.insecure...), access.WithLogger(log),
 		access.WithHostLimits(access.HostLimits{Concurrency: f.hostConcurrency, Rate: f.hostRate}), access.WithMaxRetryWait(f.maxRetryWait))...)
 	if err != nil {
@@ -163,7 +180,15 @@ func (e *env) promote(ctx context.Context, f *promoteFlags, args []string, execu
 			renderErr = report.Plan(e.stderr, report.Text, res.Plan.Document())
 		}
 	}))
+	var signSummary func() int
+	if sc != nil {
+		hook, summary := f.signing.signingHook(signer, sc, f.insecure, f.jobs, log, e.stderr)
+		opts, signSummary = append(opts, promoter.WithBeforeTags(hook)), summary
+	}
 	res, err := promoter.Run(ctx, inputs, opts...)
+	if signSummary != nil {
+		signSummary()
+	}
 	if res != nil && res.Report != nil {
 		obs.recordRun(res.Report)
 		// What was verified and promoted is kept even when the run

@@ -94,6 +94,7 @@ registry.`,
 	root.AddCommand(newValidateCmd(e), newPlanCmd(e), newRunCmd(e), newCheckCmd(e), newManifestCmd(e), newSnapshotCmd(e), newCipCmd(e), newDemoCmd(e))
 	root.AddCommand(newReportCmd(e))
 	root.AddCommand(newAuditCmd(e), newDriftCmd(e))
+	root.AddCommand(newVerifyCmd(e))
 	return root
 }
 

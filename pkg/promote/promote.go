@@ -86,6 +86,7 @@ type config struct {
 	jobs     int
 	logger   *slog.Logger
 	progress Progress
+	beforeTags BeforeTags
 }
 
 // WithJobs bounds the number of images promoted at once (default 8).
@@ -139,7 +140,15 @@ func Execute(ctx context.Context, reg Registry, p *plan.Plan, opts ...Option) (*
 			cfg.progress(n, len(jobs), work[i], err)
 		}
 	}
-	results, stats, err := transfer.Run(ctx, reg, jobs, transfer.WithJobs(cfg.jobs), transfer.WithLogger(cfg.logger), transfer.WithProgress(progress))
+	topts := []transfer.Option{transfer.WithJobs(cfg.jobs), transfer.WithLogger(cfg.logger), transfer.WithProgress(progress)}
+	var results []transfer.Result
+	var stats transfer.Stats
+	var err error
+	if cfg.beforeTags != nil {
+		results, stats, err = runTwoPass(ctx, reg, jobs, cfg.beforeTags, topts...)
+	} else {
+		results, stats, err = transfer.Run(ctx, reg, jobs, topts...)
+	}
 	outcome := make(map[*plan.Record]*transfer.Result, len(work))
 	copies := 0
 	for i := range results {

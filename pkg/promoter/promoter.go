@@ -107,6 +107,7 @@ type options struct {
 	state       *state.Store
 	stateMaxAge time.Duration
 	now         func() time.Time
+	beforeTags  promote.BeforeTags
 }
 
 func defaults() options {
@@ -170,6 +171,10 @@ func WithSelect(f func(groups []*edge.Group) []*edge.Group) Option {
 func WithState(s *state.Store, maxAge time.Duration) Option {
 	return func(o *options) { o.state, o.stateMaxAge = s, maxAge }
 }
+
+// WithBeforeTags runs hook once every image's content is written and
+// before any tag is (signing): see promote.WithBeforeTags.
+func WithBeforeTags(hook promote.BeforeTags) Option { return func(o *options) { o.beforeTags = hook } }
 
 // WithPlanned calls f with the plan before Run executes it (the command
 // line prints it).
@@ -235,7 +240,11 @@ func Run(ctx context.Context, in Inputs, opts ...Option) (*Result, error) {
 	if o.planned != nil {
 		o.planned(res)
 	}
-	rep, err := promote.Execute(ctx, o.client, res.Plan, promote.WithJobs(o.jobs), promote.WithLogger(o.logger), promote.WithProgress(o.progress))
+	popts := []promote.Option{promote.WithJobs(o.jobs), promote.WithLogger(o.logger), promote.WithProgress(o.progress)}
+	if o.beforeTags != nil {
+		popts = append(popts, promote.WithBeforeTags(o.beforeTags))
+	}
+	rep, err := promote.Execute(ctx, o.client, res.Plan, popts...)
 	if rep != nil {
 		rep.AddTraffic(o.client.Counter().Snapshot())
 		res.Report = rep

@@ -27,6 +27,8 @@ type Image struct {
 	// Policy, when the promotion policy was applied, is what it decided;
 	// a verification summary is attested then.
 	Policy *attest.PolicyResult
+	// SignatureOnly: sign, but attest nothing (children of an index).
+	SignatureOnly bool
 }
 
 // Action is what publishing did on one destination.
@@ -150,6 +152,9 @@ func (p *Publisher) Publish(ctx context.Context, img Image) ([]Action, error) {
 		actions = append(actions, a)
 	}
 	for _, dst := range img.Destinations {
+		if img.SignatureOnly {
+			break
+		}
 		a, err := p.attestPromotion(ctx, img, dst)
 		if err != nil {
 			return actions, &PublishError{Repo: dst.Repo.Name(), Kind: "promotion", Err: err}

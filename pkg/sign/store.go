@@ -44,7 +44,8 @@ const maxArtifactBytes = 4 << 20
 // go-containerregistry's remote package, whose manifest writes maintain the
 // referrers fallback index (merge, sorted, no rewrite when present).
 type RemoteStore struct {
-	opts []remote.Option
+	opts     []remote.Option
+	insecure map[string]bool
 }
 
 // NewRemoteStore returns a store using the keychain for credentials (per
@@ -57,7 +58,48 @@ func NewRemoteStore(kc authn.Keychain, tr http.RoundTripper) *RemoteStore {
 	if tr != nil {
 		opts = append(opts, remote.WithTransport(tr))
 	}
-	return &RemoteStore{opts: opts}
+	return &RemoteStore{opts: opts, insecure: map[string]bool{}}
+}
+
+// WithInsecure names registry hosts reached over plain HTTP (loopback
+// hosts always are).
+func (s *RemoteStore) WithInsecure(hosts ...string) *RemoteStore {
+	for _, h := range hosts {
+		s.insecure[h] = true
+	}
+	return s
+}
+
+// repo applies the plain-HTTP setting of the repository's registry.
+func (s *RemoteStore) repo(r name.Repository) name.Repository {
+	if !s.insecure[r.RegistryStr()] {
+		return r
+	}
+	if ir, err := name.NewRepository(r.Name(), name.Insecure); err == nil {
+		return ir
+	}
+	return r
+}
+
+// Describe reads a manifest: its descriptor and bytes.
+func (s *RemoteStore) Describe(ctx context.Context, repo name.Repository, d v1.Hash) (v1.Descriptor, []byte, error) {
+	desc, err := remote.Get(s.repo(repo).Digest(d.String()), s.o(ctx)...)
+	if err != nil {
+		return v1.Descriptor{}, nil, err
+	}
+	return v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}, desc.Manifest, nil
+}
+
+// Present reports whether the manifest digest is in repo.
+func (s *RemoteStore) Present(ctx context.Context, repo name.Repository, d v1.Hash) (bool, error) {
+	_, err := remote.Head(s.repo(repo).Digest(d.String()), s.o(ctx)...)
+	if err != nil {
+		if isNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 func (s *RemoteStore) o(ctx context.Context) []remote.Option {
@@ -66,6 +108,7 @@ func (s *RemoteStore) o(ctx context.Context) []remote.Option {
 
 // Referrers lists the referrers of subject (referrers API, else fallback tag).
 func (s *RemoteStore) Referrers(ctx context.Context, repo name.Repository, subject v1.Hash) ([]v1.Descriptor, error) {
+	repo = s.repo(repo)
 	idx, err := remote.Referrers(repo.Digest(subject.String()), s.o(ctx)...)
 	if err != nil {
 		if isNotFound(err) {
@@ -82,6 +125,7 @@ func (s *RemoteStore) Referrers(ctx context.Context, repo name.Repository, subje
 
 // ReadReferrer reads a referrer's manifest and blobs.
 func (s *RemoteStore) ReadReferrer(ctx context.Context, repo name.Repository, d v1.Hash) (*Referrer, error) {
+	repo = s.repo(repo)
 	desc, err := remote.Get(repo.Digest(d.String()), s.o(ctx)...)
 	if err != nil {
 		return nil, err
@@ -143,6 +187,7 @@ func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
 
 // WriteReferrer writes blobs, the manifest, and the fallback index entry.
 func (s *RemoteStore) WriteReferrer(ctx context.Context, repo name.Repository, r *Referrer) error {
+	repo = s.repo(repo)
 	for _, b := range r.Blobs {
 		if err := remote.WriteLayer(repo, static.NewLayer(b.Data, b.MediaType), s.o(ctx)...); err != nil {
 			return fmt.Errorf("writing blob %s to %s: %w", b.Digest, repo, err)
@@ -156,6 +201,7 @@ func (s *RemoteStore) WriteReferrer(ctx context.Context, repo name.Repository, r
 
 // LegacySignatures reads the layers of the `.sig` image.
 func (s *RemoteStore) LegacySignatures(ctx context.Context, repo name.Repository, subject v1.Hash) ([]LegacySignature, error) {
+	repo = s.repo(repo)
 	img, err := remote.Image(repo.Tag(LegacyTag(subject)), s.o(ctx)...)
 	if err != nil {
 		if isNotFound(err) {
@@ -183,6 +229,7 @@ func (s *RemoteStore) LegacySignatures(ctx context.Context, repo name.Repository
 
 // AppendLegacy adds a layer to the `.sig` image, keeping the existing ones.
 func (s *RemoteStore) AppendLegacy(ctx context.Context, repo name.Repository, subject v1.Hash, sig *LegacySignature) error {
+	repo = s.repo(repo)
 	tag := repo.Tag(LegacyTag(subject))
 	base, err := remote.Image(tag, s.o(ctx)...)
 	if err != nil {
