@@ -96,7 +96,6 @@ func writeKeyPair(t *testing.T, dir string) (*ecdsa.PrivateKey, string) {
 // (cosign v2) the legacy .sig on every destination.
 func TestKeySignedVerifiesWithCosign(t *testing.T) {
 	cosign := testenv.CosignBinary(t)
-	cosign2 := testenv.Cosign2Binary(t)
 	dir := t.TempDir()
 	key, pubPath := writeKeyPair(t, dir)
 
@@ -110,6 +109,8 @@ func TestKeySignedVerifiesWithCosign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cosign2 := testenv.Cosign2Binary(t)
+	emptyRoot := writeEmptyTrustedRoot(t)
 	store := sign.NewRemoteStore(nil, nil)
 	pub := &sign.Publisher{Signer: signer, Store: store, Legacy: store, Created: time.Date(2026, 11, 29, 18, 0, 0, 0, time.UTC), BuilderID: "https://example.test/promoter@v0"}
 	img := sign.Image{Subject: subjectOf(t, staging+"/team/app@"+dig.String()), Source: mustRepo(t, staging+"/team/app")}
@@ -138,8 +139,8 @@ func TestKeySignedVerifiesWithCosign(t *testing.T) {
 		if code, out := cosignRun(t, cosign, nil, "verify-attestation", "--key", pubPath, "--insecure-ignore-tlog=true", "--allow-http-registry", "--type", attest.Promotion, ref); code != 0 {
 			t.Errorf("cosign verify-attestation %s: exit %d\n%s", ref, code, out)
 		}
-		if code, out := cosignRun(t, cosign2, nil, "verify", "--key", pubPath, "--insecure-ignore-tlog=true", "--allow-http-registry", ref); code != 0 {
-			t.Errorf("cosign v2 verify (legacy .sig) %s: exit %d\n%s", ref, code, out)
+		if code, out := cosignRun(t, cosign2, []string{"SIGSTORE_REKOR_PUBLIC_KEY=" + pubPath}, "verify", "--key", pubPath, "--insecure-ignore-tlog=true", "--allow-http-registry", "--trusted-root", emptyRoot, ref); code != 0 {
+			t.Errorf("cosign v2 verify %s: exit %d\n%s", ref, code, out)
 		}
 	}
 
@@ -159,6 +160,74 @@ func TestKeySignedVerifiesWithCosign(t *testing.T) {
 	_ = other
 	if code, _ := cosignRun(t, cosign, nil, "verify", "--key", otherPub, "--insecure-ignore-tlog=true", "--allow-http-registry", dests[0]+"@"+dig.String()); code == 0 {
 		t.Error("cosign verify passed with another key")
+	}
+}
+
+// writeEmptyTrustedRoot writes a trusted root naming no authority: cosign v2
+// needs one to read bundles, and key-based verification uses none of it.
+func writeEmptyTrustedRoot(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "trusted_root.json")
+	if err := os.WriteFile(p, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestLegacyVerifiesWithCosign2: the legacy .sig signature alone (no
+// bundle referrer: cosign v2 prefers bundles when there are any) verifies
+// with cosign v2 on both kinds of registry, naming each destination's own
+// repository; appending keeps existing signatures and is idempotent.
+func TestLegacyVerifiesWithCosign2(t *testing.T) {
+	cosign2 := testenv.Cosign2Binary(t)
+	key, pubPath := writeKeyPair(t, t.TempDir())
+	signer, err := sign.New(sign.WithKey(sign.FromCryptoSigner(key)), sign.WithoutTransparencyLogUnsafe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := writeKeyPair(t, t.TempDir())
+	otherSigner, err := sign.New(sign.WithKey(sign.FromCryptoSigner(other)), sign.WithoutTransparencyLogUnsafe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := sign.NewRemoteStore(nil, nil)
+	for _, d := range []string{referrersRegistry(t) + "/prod/app", testenv.StartDistribution(t, "prod").Host + "/mirror/app"} {
+		dig := testenv.PushImage(t, d+":v1", 9)
+		repo := mustRepo(t, d)
+		payload, err := sign.SimpleSigningPayload(repo, dig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Another signer's signature first: it must be kept.
+		for _, s := range []*sign.Signer{otherSigner, signer} {
+			l, err := s.SignLegacy(t.Context(), payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.AppendLegacy(t.Context(), repo, dig, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sigs, err := store.LegacySignatures(t.Context(), repo, dig)
+		if err != nil || len(sigs) != 2 {
+			t.Fatalf("%s: %d legacy signatures (%v), want 2", d, len(sigs), err)
+		}
+		mine := 0
+		for _, l := range sigs {
+			if ok, _ := signer.LegacyIsMine(t.Context(), l, payload); ok {
+				mine++
+			}
+		}
+		if mine != 1 {
+			t.Errorf("%s: %d signatures recognised as mine, want 1", d, mine)
+		}
+		ref := d + "@" + dig.String()
+		// SIGSTORE_REKOR_PUBLIC_KEY keeps cosign v2 from fetching the public
+		// trust root (no network here); the log is not checked anyway.
+		env := []string{"SIGSTORE_REKOR_PUBLIC_KEY=" + pubPath}
+		if code, out := cosignRun(t, cosign2, env, "verify", "--key", pubPath, "--insecure-ignore-tlog=true", "--allow-http-registry", ref); code != 0 {
+			t.Errorf("cosign v2 verify (legacy .sig) %s: exit %d\n%s", ref, code, out)
+		}
 	}
 }
 
