@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/imgpromoter/promoter/internal/cosigntest"
 	"github.com/imgpromoter/promoter/internal/sigstoretest"
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/attest"
@@ -107,8 +108,8 @@ func wantHasTags(t *testing.T, dest string, ps ...promo) {
 // removed from one mirror, and passes again after a rerun restored it.
 func TestRunSignKey(t *testing.T) {
 	e2e(t)
-	cosign3 := testenv.CosignBinary(t)
-	cosign2 := testenv.Cosign2Binary(t)
+	cosign3 := cosigntest.New(t, 3).Bin
+	cosign2 := cosigntest.New(t, 2).Bin
 	regs := startRegistries(t)
 	dests := []string{regs.destA(), referrersRegistry(t) + "/promoted"}
 	spec := registrySpec{src: regs.src(), dests: dests}
@@ -224,7 +225,7 @@ func TestRunSignKey(t *testing.T) {
 // tags and every tag in every mirror is signed.
 func TestRunSignFailedBeforeTags(t *testing.T) {
 	e2e(t)
-	cosign3 := testenv.CosignBinary(t)
+	cosign3 := cosigntest.New(t, 3).Bin
 	regs := startRegistries(t)
 	// The first two tag writes to prod-a are refused: that is run one.
 	proxy := testenv.NewFaultProxy(t, regs.prodA.Host, testenv.FaultRule{
@@ -278,7 +279,7 @@ func TestRunSignFailedBeforeTags(t *testing.T) {
 // `promoter verify`.
 func TestRunSignKeyless(t *testing.T) {
 	e2e(t)
-	cosign3 := testenv.CosignBinary(t)
+	cosign3 := cosigntest.New(t, 3).Bin
 	fake := sigstoretest.Start(t)
 	regs := startRegistries(t)
 	dests := []string{regs.destA(), referrersRegistry(t) + "/promoted"}

@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
+	"github.com/imgpromoter/promoter/internal/cosigntest"
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/attest"
 	"github.com/imgpromoter/promoter/pkg/sign"
@@ -95,7 +96,7 @@ func writeKeyPair(t *testing.T, dir string) (*ecdsa.PrivateKey, string) {
 // the real cosign CLI verifies the signature, the promotion attestation and
 // (cosign v2) the legacy .sig on every destination.
 func TestKeySignedVerifiesWithCosign(t *testing.T) {
-	cosign := testenv.CosignBinary(t)
+	cosign := cosigntest.New(t, 3).Bin
 	dir := t.TempDir()
 	key, pubPath := writeKeyPair(t, dir)
 
@@ -109,7 +110,7 @@ func TestKeySignedVerifiesWithCosign(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cosign2 := testenv.Cosign2Binary(t)
+	cosign2 := cosigntest.New(t, 2).Bin
 	emptyRoot := writeEmptyTrustedRoot(t)
 	store := sign.NewRemoteStore(nil, nil)
 	pub := &sign.Publisher{Signer: signer, Store: store, Legacy: store, Created: time.Date(2026, 11, 29, 18, 0, 0, 0, time.UTC), BuilderID: "https://example.test/promoter@v0"}
@@ -179,7 +180,7 @@ func writeEmptyTrustedRoot(t *testing.T) string {
 // with cosign v2 on both kinds of registry, naming each destination's own
 // repository; appending keeps existing signatures and is idempotent.
 func TestLegacyVerifiesWithCosign2(t *testing.T) {
-	cosign2 := testenv.Cosign2Binary(t)
+	cosign2 := cosigntest.New(t, 2).Bin
 	key, pubPath := writeKeyPair(t, t.TempDir())
 	signer, err := sign.New(sign.WithKey(sign.FromCryptoSigner(key)), sign.WithoutTransparencyLogUnsafe())
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 
+	"github.com/imgpromoter/promoter/internal/cosigntest"
 	"github.com/imgpromoter/promoter/internal/sigstoretest"
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/attest"
@@ -100,7 +101,7 @@ func TestKeylessForeignTokenRefused(t *testing.T) {
 // TestKeylessVerifiesWithCosign: the real cosign verifies a keyless
 // signature made against the fakes, with the fakes' trusted root.
 func TestKeylessVerifiesWithCosign(t *testing.T) {
-	cosign := testenv.CosignBinary(t)
+	cosign := cosigntest.New(t, 3).Bin
 	fake := sigstoretest.Start(t)
 	s := keylessSigner(t, fake, fake.Token(t, workflowIdentity))
 	host := referrersRegistry(t)
