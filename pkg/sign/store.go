@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgpromoter/promoter/pkg/referrers"
 )
 
 // ReferrerStore reads and writes the referrers of images in a repository.
@@ -46,6 +48,7 @@ const maxArtifactBytes = 4 << 20
 type RemoteStore struct {
 	opts     []remote.Option
 	insecure map[string]bool
+	writer   *referrers.Writer
 }
 
 // NewRemoteStore returns a store using the keychain for credentials (per
@@ -58,7 +61,20 @@ func NewRemoteStore(kc authn.Keychain, tr http.RoundTripper) *RemoteStore {
 	if tr != nil {
 		opts = append(opts, remote.WithTransport(tr))
 	}
-	return &RemoteStore{opts: opts, insecure: map[string]bool{}}
+	s := &RemoteStore{opts: opts, insecure: map[string]bool{}}
+	base := tr
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	s.writer = referrers.NewWriter(&regDest{kc: kc, base: base, store: s, trs: map[string]http.RoundTripper{}}, nil)
+	return s
+}
+
+func (s *RemoteStore) nameOpts(r name.Repository) []name.Option {
+	if s.insecure[r.RegistryStr()] {
+		return []name.Option{name.Insecure}
+	}
+	return nil
 }
 
 // WithInsecure names registry hosts reached over plain HTTP (loopback
@@ -177,15 +193,10 @@ func (s *RemoteStore) blob(ctx context.Context, repo name.Repository, d v1.Hash)
 	return data, nil
 }
 
-type rawManifest struct {
-	raw []byte
-	mt  types.MediaType
-}
-
-func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
-func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
-
-// WriteReferrer writes blobs, the manifest, and the fallback index entry.
+// WriteReferrer writes blobs, then the manifest and, on a registry without
+// the referrers API, its fallback index entry with Supply chain I's writer
+// (merged, never overwritten; a fallback tag holding something else than an
+// index is refused, not clobbered).
 func (s *RemoteStore) WriteReferrer(ctx context.Context, repo name.Repository, r *Referrer) error {
 	repo = s.repo(repo)
 	for _, b := range r.Blobs {
@@ -193,8 +204,18 @@ func (s *RemoteStore) WriteReferrer(ctx context.Context, repo name.Repository, r
 			return fmt.Errorf("writing blob %s to %s: %w", b.Digest, repo, err)
 		}
 	}
-	if err := remote.Put(repo.Digest(r.Digest.String()), rawManifest{r.Manifest, types.OCIManifestSchema1}, s.o(ctx)...); err != nil {
+	art, err := referrers.NewArtifact(r.Manifest)
+	if err != nil {
+		return err
+	}
+	outs, err := s.writer.Write(ctx, repo, r.Subject.Digest, []referrers.Artifact{art}, nil)
+	if err != nil {
 		return fmt.Errorf("writing referrer %s to %s: %w", r.Digest, repo, err)
+	}
+	for _, o := range outs {
+		if o.Status == referrers.Refused {
+			return fmt.Errorf("writing referrer %s to %s: %w", r.Digest, repo, o.Err)
+		}
 	}
 	return nil
 }
