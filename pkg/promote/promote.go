@@ -83,9 +83,9 @@ type Progress func(done, total int, r *plan.Record, err error)
 type Option func(*config)
 
 type config struct {
-	jobs     int
-	logger   *slog.Logger
-	progress Progress
+	jobs       int
+	logger     *slog.Logger
+	progress   Progress
 	beforeTags BeforeTags
 }
 
