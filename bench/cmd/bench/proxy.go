@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imgpromoter/promoter/internal/regtest"
@@ -202,6 +203,13 @@ func (p *CountingProxy) Close() error {
 }
 
 // ServeHTTP forwards the request and counts it with its outcome.
+//
+// Everything is counted before the client can see it: the request and its
+// status when the answer's header is written, body bytes before they are
+// passed on. Counting after the proxy returned raced with the client: a
+// client that had read the whole answer could take a Snapshot before the
+// last request was counted (the bytes of the last blob, or the manifest PUT,
+// then went missing about one run in ten under load).
 func (p *CountingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	class := regtest.Classify(r.URL.Path)
 	var body *countingReader
@@ -211,31 +219,27 @@ func (p *CountingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.shape.delay(r.Context())
 	p.shape.requestBody(r)
-	cw := &countingWriter{ResponseWriter: p.shape.responseWriter(w, r)}
+	cw := &countingWriter{ResponseWriter: p.shape.responseWriter(w, r), p: p, r: r, class: class, body: body}
 	p.proxy.ServeHTTP(cw, r)
+	// The proxy always answers; this only covers a handler that wrote
+	// nothing at all.
+	cw.record(http.StatusOK)
+}
 
-	status := cw.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	q := r.URL.Query()
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// count records one answered request: its route, its status class and what
+// the status means for the counters. Called with p.mu held.
+func (p *CountingProxy) count(r *http.Request, class string, status int, proxyErr bool, uploaded int64) {
 	c := &p.counts
 	c.Requests++
 	c.ByRoute[r.Method+" "+class]++
-	switch {
-	case cw.Header().Get("X-Bench-Proxy-Error") != "":
+	if proxyErr {
 		c.ByStatus["err"]++
-	default:
+	} else {
 		c.ByStatus[string('0'+byte(status/100))+"xx"]++
 	}
-	if body != nil {
-		c.UploadBytes += body.n
-	}
+	c.UploadBytes += uploaded
+	q := r.URL.Query()
 	switch {
-	case class == regtest.ClassBlob && r.Method == http.MethodGet:
-		c.BlobGETBytes += cw.n
 	case class == regtest.ClassUpload && r.Method == http.MethodPost && q.Get("mount") != "":
 		c.MountAttempts++
 		if status == http.StatusCreated {
@@ -262,46 +266,82 @@ func (p *CountingProxy) rewriteLocation(resp *http.Response) error {
 	return regtest.RewriteLocation(resp, p.upstream.Host, p.host)
 }
 
-// countingReader counts the bytes read through it.
+// countingReader counts the bytes read through it. The transport reads
+// the body on its own goroutine, so the count is atomic.
 type countingReader struct {
 	r io.ReadCloser
-	n int64
+	n atomic.Int64
 }
 
 // Read implements io.Reader.
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
 // Close implements io.Closer.
 func (c *countingReader) Close() error { return c.r.Close() }
 
-// countingWriter records the status and counts the body bytes written.
+// countingWriter counts the request when its final status is written and
+// the body bytes of a blob GET as they are written, both before the client
+// can see them.
 type countingWriter struct {
 	http.ResponseWriter
-	status int
-	n      int64
+	p     *CountingProxy
+	r     *http.Request
+	class string
+	body  *countingReader // nil unless an upload with a body
+
+	recorded bool
+}
+
+// record counts the request once, with the given status.
+func (w *countingWriter) record(status int) {
+	if w.recorded {
+		return
+	}
+	w.recorded = true
+	var uploaded int64
+	if w.body != nil {
+		// The upstream answered, so it has read the body it wanted.
+		uploaded = w.body.n.Load()
+	}
+	proxyErr := w.Header().Get("X-Bench-Proxy-Error") != ""
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	w.p.count(w.r, w.class, status, proxyErr, uploaded)
 }
 
 // WriteHeader implements http.ResponseWriter.
 func (w *countingWriter) WriteHeader(code int) {
 	// Informational answers (100 Continue, 103) come before the real one.
-	if w.status == 0 && code >= 200 {
-		w.status = code
+	if code >= 200 {
+		w.record(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 // Write implements http.ResponseWriter.
 func (w *countingWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
+	w.record(http.StatusOK)
+	blobGET := w.class == regtest.ClassBlob && w.r.Method == http.MethodGet
+	if blobGET {
+		w.p.addBlobGETBytes(int64(len(p)))
 	}
 	n, err := w.ResponseWriter.Write(p)
-	w.n += int64(n)
+	if blobGET && n < len(p) {
+		// Take back what was counted but not sent.
+		w.p.addBlobGETBytes(int64(n - len(p)))
+	}
 	return n, err
+}
+
+// addBlobGETBytes adds n (which may be negative) to the blob GET bytes.
+func (p *CountingProxy) addBlobGETBytes(n int64) {
+	p.mu.Lock()
+	p.counts.BlobGETBytes += n
+	p.mu.Unlock()
 }
 
 // Unwrap exposes the underlying writer to http.ResponseController.
