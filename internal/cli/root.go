@@ -11,6 +11,8 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
+
+	"github.com/imgpromoter/promoter/internal/version"
 )
 
 // Exit codes.
@@ -91,10 +93,13 @@ registry.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&e.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.Version = version.Get().Version
+	root.SetVersionTemplate(versionTemplate())
 	root.AddCommand(newValidateCmd(e), newPlanCmd(e), newRunCmd(e), newCheckCmd(e), newManifestCmd(e), newSnapshotCmd(e), newCipCmd(e), newDemoCmd(e))
 	root.AddCommand(newReportCmd(e))
 	root.AddCommand(newAuditCmd(e), newDriftCmd(e))
 	root.AddCommand(newVerifyCmd(e))
+	root.AddCommand(newVersionCmd(e))
 	return root
 }
 
