@@ -90,8 +90,8 @@ func TestExampleWorkflowRules(t *testing.T) {
 						t.Errorf("job %s: step %q uses --since or --base, but the checkout does not fetch the history (fetch-depth: 0)", jobName, st.Name)
 					}
 				}
-				if checkouts != 1 || installs != 1 {
-					t.Errorf("job %s: %d checkouts and %d installs of the promoter, want 1 and 1", jobName, checkouts, installs)
+				if checkouts > 1 || installs != 1 {
+					t.Errorf("job %s: %d checkouts and %d installs of the promoter, want at most 1 and 1", jobName, checkouts, installs)
 				}
 			}
 		})
