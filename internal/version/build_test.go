@@ -22,8 +22,10 @@ import (
 
 // These tests build the real binary and run `promoter version`: the build
 // information is written by the go command and the linker, so only a built
-// binary shows that it is read right. Builds use -trimpath so the packages
-// compiled once are reused from the build cache.
+// binary shows that it is read right. Every build is static and uses
+// -trimpath, as the release and image builds do, so the packages are
+// compiled once (in CI, by .ci/run before the tests) and then come from the
+// build cache.
 
 const modulePath = "github.com/imgpromoter/promoter"
 
@@ -160,7 +162,7 @@ func TestBinaryBuiltInGitClone(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "promoter")
 	build := func() version.Info {
 		// GOFLAGS is cleared: a machine-wide -buildvcs=false would hide the commit.
-		command(t, src, []string{"GOFLAGS=", "GOTOOLCHAIN=local"}, goCmd, "build", "-trimpath", "-buildvcs=true", "-o", bin, "./cmd/promoter")
+		command(t, src, []string{"GOFLAGS=", "GOTOOLCHAIN=local", "CGO_ENABLED=0"}, goCmd, "build", "-trimpath", "-buildvcs=true", "-o", bin, "./cmd/promoter")
 		return versionOf(t, bin)
 	}
 	got := build()
@@ -243,7 +245,7 @@ func TestBinaryGoInstall(t *testing.T) {
 	command(t, t.TempDir(), []string{
 		"GOBIN=" + gobin,
 		"GOPROXY=file://" + filepath.ToSlash(proxy) + ",file://" + filepath.ToSlash(filepath.Join(modcache, "cache", "download")),
-		"GOSUMDB=off", "GOFLAGS=", "GOWORK=off", "GOTOOLCHAIN=local",
+		"GOSUMDB=off", "GOFLAGS=", "GOWORK=off", "GOTOOLCHAIN=local", "CGO_ENABLED=0",
 	}, goCmd, "install", "-trimpath", modulePath+"/cmd/promoter@"+v)
 
 	got := versionOf(t, filepath.Join(gobin, "promoter"))
