@@ -33,10 +33,10 @@ func TestValidateAndParseOnly(t *testing.T) {
 		code int
 		want []string // substrings of stdout+stderr
 	}{
-		{"validate clean dir", []string{"validate", cleanDir}, 0, []string{"1 manifests, 2 images, 2 digests, 1 tags, 4 edges (4 valid); 0 problems"}},
+		{"validate clean dir", []string{"validate", cleanDir}, 0, []string{"1 manifest, 2 images, 2 digests, 1 tag, 4 edges (4 valid); 0 problems"}},
 		{"validate clean dir flag", []string{"validate", "--thin-manifest-dir", cleanDir}, 0, []string{"0 problems"}},
 		{"validate plain manifest", []string{"validate", "--manifest", cleanFile}, 0, []string{"0 problems"}},
-		{"validate problems", []string{"validate", badDir}, 1, []string{fmt.Sprintf("%s:%d:", badImages, badLine), `invalid tag "bad tag"`, "1 problems (1 errors, 0 warnings)"}},
+		{"validate problems", []string{"validate", badDir}, 1, []string{fmt.Sprintf("%s:%d:", badImages, badLine), `invalid tag "bad tag"`, "1 problem (1 error, 0 warnings)"}},
 		{"validate missing path", []string{"validate", missing}, 2, []string{missing}},
 		{"validate missing thin dir", []string{"validate", "--thin-manifest-dir", missing}, 2, []string{missing}},
 		{"validate missing manifest", []string{"validate", "--manifest", missing}, 2, []string{missing}},

@@ -89,7 +89,7 @@ func TestCheck(t *testing.T) {
 		{
 			name:   "invalid entry added",
 			images: "- name: app\n  dmap:\n    \"" + checkA + "\": [\"1.0\"]\n    \"" + checkB + "\": [\"1.1\", \"bad tag\"]\n",
-			code:   cli.ExitProblems, want: []string{`invalid tag "bad tag"`, "0 removals or moves", "1 problem (1 errors, 0 warnings): rejected"},
+			code:   cli.ExitProblems, want: []string{`invalid tag "bad tag"`, "0 removals or moves", "1 problem (1 error, 0 warnings): rejected"},
 		},
 		{
 			name:   "unreadable",

@@ -223,7 +223,7 @@ a file to change or a file cannot be formatted, 2 for usage errors.`,
 				}
 			}
 			if check && changed > 0 {
-				fmt.Fprintf(e.stderr, "%s not in canonical form: run promoter manifest fmt\n", render.Plural(changed, "file"))
+				fmt.Fprintf(e.stderr, "%s not in canonical form; to fix, run: %s\n", render.Plural(changed, "file"), fmtCommand(in, args))
 			}
 			if failed > 0 || (check && changed > 0) {
 				return &ExitError{Code: ExitProblems}
@@ -234,4 +234,29 @@ a file to change or a file cannot be formatted, 2 for usage errors.`,
 	in.register(cmd)
 	cmd.Flags().BoolVar(&check, "check", false, "write nothing; exit 1 and list the files that are not in canonical form")
 	return cmd
+}
+
+// fmtCommand is the command that formats what `manifest fmt --check` was
+// given: the same inputs, without --check, quoted for a POSIX shell.
+func fmtCommand(in inputFlags, args []string) string {
+	parts := []string{"promoter", "manifest", "fmt"}
+	for _, f := range in.files {
+		parts = append(parts, "--manifest", shellQuote(f))
+	}
+	for _, d := range in.thinDirs {
+		parts = append(parts, "--thin-manifest-dir", shellQuote(d))
+	}
+	for _, a := range args {
+		parts = append(parts, shellQuote(a))
+	}
+	return strings.Join(parts, " ")
+}
+
+// shellQuote returns s as one POSIX shell word: as it is when it holds only
+// characters no shell treats specially, else in single quotes.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:@,+=%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

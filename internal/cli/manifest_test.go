@@ -116,8 +116,16 @@ func TestManifestFmt(t *testing.T) {
 	before, _ := os.ReadFile(p)
 
 	code, out, errOut := run(t, "manifest", "fmt", "--check", dir)
-	if code != cli.ExitProblems || out != p+"\n" || !strings.Contains(errOut, "1 file not in canonical form") {
-		t.Errorf("--check: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	if want := "1 file not in canonical form; to fix, run: promoter manifest fmt " + dir + "\n"; code != cli.ExitProblems || out != p+"\n" || errOut != want {
+		t.Errorf("--check: exit %d\nstdout:\n%s\nstderr:\n%s\nwant stderr:\n%s", code, out, errOut, want)
+	}
+	// The command names the inputs as given, quoted for the shell.
+	spaced := filepath.Join(t.TempDir(), "it's here")
+	writeThin(t, spaced, "p", "registries:\n- name: r.example/s\n  src: true\n- name: r.example/p\n",
+		"- name: app\n  dmap:\n    "+a+": [v1.0.0, '1.0']\n")
+	_, _, errOut = run(t, "manifest", "fmt", "--check", "--thin-manifest-dir", spaced)
+	if want := "1 file not in canonical form; to fix, run: promoter manifest fmt --thin-manifest-dir '" + strings.ReplaceAll(spaced, "'", `'\''`) + "'\n"; errOut != want {
+		t.Errorf("--check with a quoted path: stderr\n%s\nwant\n%s", errOut, want)
 	}
 	if after, _ := os.ReadFile(p); string(after) != string(before) {
 		t.Error("--check wrote")

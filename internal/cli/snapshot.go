@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/manifest"
@@ -134,7 +135,7 @@ func (e *env) snapshotManifests(f *snapshotFlags, args []string, format snapshot
 		return err
 	}
 	if n := diag.Errors(res.Problems); n > 0 || res.Unreadable {
-		fmt.Fprintf(e.stderr, "the manifests have %d errors (see promoter validate): the entries concerned are left out of the snapshot\n", n)
+		fmt.Fprintf(e.stderr, "the manifests have %s (see promoter validate): the entries concerned are left out of the snapshot\n", render.Plural(n, "error"))
 		return &ExitError{Code: ExitProblems}
 	}
 	return nil
@@ -145,6 +146,6 @@ func (e *env) writeSnapshot(format snapshot.Format, snap *snapshot.Snapshot, wha
 		return err
 	}
 	images, digests, tags := snap.Counts()
-	fmt.Fprintf(e.stderr, "snapshot of %s: %d images, %d digests, %d tags\n", what, images, digests, tags)
+	fmt.Fprintf(e.stderr, "snapshot of %s: %s, %s, %s\n", what, render.Plural(images, "image"), render.Plural(digests, "digest"), render.Plural(tags, "tag"))
 	return nil
 }

@@ -404,7 +404,7 @@ func TestReportOutput(t *testing.T) {
 		"    allowed by --allow-removal m.example/mirror",
 		"error: --allow-removal nothing matches no finding: remove it",
 		`deploy/promo/images/p/images.yaml:8:3: image BAD: image name "BAD" is not a valid OCI repository path (lowercase letters, digits and single separators . _ __ - between components, / between components)`,
-		"check against main (111111111111): the change adds 1 edge; 2 removals or moves (1 allowed), 1 unused override; 1 problem (1 errors, 0 warnings): rejected",
+		"check against main (111111111111): the change adds 1 edge; 2 removals or moves (1 allowed), 1 unused override; 1 problem (1 error, 0 warnings): rejected",
 		"",
 	}, "\n"))
 	if diff := cmp.Diff(want, shorten(got)); diff != "" {

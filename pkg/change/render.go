@@ -52,9 +52,9 @@ func WriteText(w io.Writer, r *Report) error {
 		verdict = "rejected"
 	}
 	allowed := len(r.Findings) - r.Refused()
-	fmt.Fprintf(&b, "check against %s: the change adds %s; %s (%d allowed), %s; %s (%d errors, %d warnings): %s\n",
+	fmt.Fprintf(&b, "check against %s: the change adds %s; %s (%d allowed), %s; %s (%s, %s): %s\n",
 		base, render.Plural(r.AddedEdges, "edge"), render.Count(len(r.Findings), "removal or move", "removals or moves"), allowed,
-		render.Plural(len(r.UnusedOverrides), "unused override"), render.Plural(len(r.Problems), "problem"), r.Stats.Errors, r.Stats.Warnings, verdict)
+		render.Plural(len(r.UnusedOverrides), "unused override"), render.Plural(len(r.Problems), "problem"), render.Plural(r.Stats.Errors, "error"), render.Plural(r.Stats.Warnings, "warning"), verdict)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -54,8 +54,9 @@ func Validation(w io.Writer, f Format, r *validate.Result) error {
 		b.WriteByte('\n')
 	}
 	s := r.Stats
-	fmt.Fprintf(&b, "%d manifests, %d images, %d digests, %d tags, %d edges (%d valid); %d problems (%d errors, %d warnings)\n",
-		s.Manifests, s.Images, s.Digests, s.Tags, s.Edges, s.ValidEdges, len(r.Problems), s.Errors, s.Warnings)
+	fmt.Fprintf(&b, "%s, %s, %s, %s, %s (%d valid); %s (%s, %s)\n",
+		render.Plural(s.Manifests, "manifest"), render.Plural(s.Images, "image"), render.Plural(s.Digests, "digest"), render.Plural(s.Tags, "tag"),
+		render.Plural(s.Edges, "edge"), s.ValidEdges, render.Plural(len(r.Problems), "problem"), render.Plural(s.Errors, "error"), render.Plural(s.Warnings, "warning"))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -229,7 +230,12 @@ func imagesMarkdown(b *strings.Builder, images []plan.ImageSummary) {
 			if len(im.Tags) > 0 {
 				tags = "`" + strings.Join(im.Tags, "`, `") + "`"
 			}
-			platforms := strings.Join(im.Platforms, ", ")
+			// Not described (the describe limit, a missing source) or no
+			// platform recorded: say so rather than leave the cell blank.
+			platforms := "unknown"
+			if len(im.Platforms) > 0 {
+				platforms = strings.Join(im.Platforms, ", ")
+			}
 			size := ""
 			if im.Size > 0 {
 				size = bytes(im.Size)
@@ -288,7 +294,7 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 	t := r.Totals
 	if f == Markdown {
 		fmt.Fprintf(&b, "### Promotion run: %d promoted, %d already there, %d refused, %d failed\n\n", t.Promoted, t.Present, t.Refused, t.Failed)
-		fmt.Fprintf(&b, "%s copied, %d blobs uploaded (%s), %d blobs mounted, in %s\n\n", render.Plural(r.Images, "image"), r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
+		fmt.Fprintf(&b, "%s copied, %s uploaded (%s), %s mounted, in %s\n\n", render.Plural(r.Images, "image"), render.Plural(int(r.BlobUploads), "blob"), bytes(r.BytesUploaded), render.Plural(int(r.BlobMounts), "blob"), r.Duration.Round(time.Millisecond))
 		for _, res := range r.Results {
 			if res.Status == promote.StatusFailed || res.Status == promote.StatusRefused {
 				fmt.Fprintf(&b, "- **%s** `%s`: %s\n", res.Status, target(res.Action), mdEscape(res.Error))
@@ -324,8 +330,8 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 	if t.Promoted == 0 && t.Refused == 0 && t.Failed == 0 {
 		b.WriteString(nothingToDo(t.Present, r.Problems) + "\n")
 	}
-	fmt.Fprintf(&b, "Run: %d edges promoted, %d already there, %d refused, %d failed; %s copied, %d blobs uploaded (%s), %d mounted; %s\n",
-		t.Promoted, t.Present, t.Refused, t.Failed, render.Plural(r.Images, "image"), r.BlobUploads, bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
+	fmt.Fprintf(&b, "Run: %s promoted, %d already there, %d refused, %d failed; %s copied, %s uploaded (%s), %d mounted; %s\n",
+		render.Plural(t.Promoted, "edge"), t.Present, t.Refused, t.Failed, render.Plural(r.Images, "image"), render.Plural(int(r.BlobUploads), "blob"), bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -148,3 +148,28 @@ func TestNothingToDo(t *testing.T) {
 		})
 	}
 }
+
+// TestSummariesSingular: a count of one reads "1 problem", "1 edge".
+func TestSummariesSingular(t *testing.T) {
+	var b bytes.Buffer
+	res := &validate.Result{
+		Stats:    validate.Stats{Manifests: 1, Images: 1, Digests: 1, Tags: 1, Edges: 1, Errors: 1},
+		Problems: []diag.Problem{{Pos: diag.Position{File: "m.yaml", Line: 3, Column: 1}, Severity: diag.SeverityError, Code: diag.CodeDigest, Entry: "image a", Message: "bad"}},
+	}
+	if err := report.Validation(&b, report.Text, res); err != nil {
+		t.Fatal(err)
+	}
+	if want := "1 manifest, 1 image, 1 digest, 1 tag, 1 edge (0 valid); 1 problem (1 error, 0 warnings)\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("validation summary:\n%s\nwant it to end with\n%s", b.String(), want)
+	}
+
+	b.Reset()
+	run := &promote.Report{SchemaVersion: plan.SchemaVersion, Totals: promote.Totals{Promoted: 1}, Images: 1, Duration: time.Second}
+	run.AddTraffic([]access.HostStats{{Host: "prod.example", BlobUploads: 1, BytesUploaded: 2048}})
+	if err := report.Run(&b, report.Text, run); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Run: 1 edge promoted, 0 already there, 0 refused, 0 failed; 1 image copied, 1 blob uploaded (2.0 KiB), 0 mounted; 1s\n"; !strings.HasSuffix(b.String(), want) {
+		t.Errorf("run summary:\n%s\nwant it to end with\n%s", b.String(), want)
+	}
+}
