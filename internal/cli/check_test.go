@@ -98,7 +98,7 @@ func TestCheck(t *testing.T) {
 		},
 		{name: "no base", args: []string{"--base="}, code: cli.ExitUsage, want: []string{"--base REV is required"}},
 		{name: "bad output", args: []string{"-o", "markdown"}, code: cli.ExitUsage, want: []string{"unknown output format"}},
-		{name: "missing base", args: []string{"--base", "v9.9.9"}, code: cli.ExitUsage, want: []string{`git revision "v9.9.9" is not in the local clone`, "git fetch origin v9.9.9"}},
+		{name: "missing base", args: []string{"--base", "v9.9.9"}, code: cli.ExitUsage, want: []string{`git revision "v9.9.9" is not in the local clone`, "this clone has no remote to fetch it from"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,26 +61,79 @@ type MissingRevisionError struct {
 	Rev     string
 	Root    string
 	Shallow bool
+	// Remote and Ref are what to fetch: for a remote-tracking name
+	// ("origin/main") its remote and branch, else the clone's remote
+	// (origin when there are several) and Rev. Remote is empty when the
+	// clone has no remote.
+	Remote, Ref string
 }
 
 func (e *MissingRevisionError) Error() string {
 	var fetch string
+	depth := ""
+	if e.Shallow {
+		depth = "--depth=1 "
+	}
 	switch {
+	case e.Remote == "":
+		fetch = "this clone has no remote to fetch it from: fetch it into the clone, or name a revision it has"
 	case strings.ContainsAny(e.Rev, "^~@:"):
 		fetch = "deepen the history with `git fetch --deepen=N` (or `git fetch --unshallow`)"
 		if !e.Shallow {
-			fetch = "fetch the history it names with `git fetch origin`"
+			fetch = fmt.Sprintf("fetch the history it names with `git fetch %s`", e.Remote)
 		}
 	case e.Shallow:
-		fetch = fmt.Sprintf("fetch it with `git fetch --depth=1 origin %s` (or `git fetch --unshallow`)", e.Rev)
+		fetch = fmt.Sprintf("fetch it with `git fetch %s%s %s` (or `git fetch --unshallow`)", depth, e.Remote, e.Ref)
 	default:
-		fetch = fmt.Sprintf("fetch it with `git fetch origin %s`", e.Rev)
+		fetch = fmt.Sprintf("fetch it with `git fetch %s %s`", e.Remote, e.Ref)
 	}
 	clone := "the local clone"
 	if e.Shallow {
 		clone = "the local clone, which is shallow"
 	}
 	return fmt.Sprintf("git revision %q is not in %s (%s): %s", e.Rev, clone, e.Root, fetch)
+}
+
+// fetchesAllBranches reports whether `git fetch REMOTE BRANCH` updates
+// REMOTE/BRANCH: the remote's fetch refspecs map every branch.
+func fetchesAllBranches(ctx context.Context, root, remote string) bool {
+	out, err := git(ctx, root, "config", "--get-all", "remote."+remote+".fetch")
+	if err != nil {
+		return false
+	}
+	for _, spec := range strings.Fields(string(out)) {
+		if strings.TrimPrefix(spec, "+") == "refs/heads/*:refs/remotes/"+remote+"/*" {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchSource returns the remote and ref to fetch for rev, given the
+// clone's remotes: "origin/x" (or "refs/remotes/origin/x") is branch x of
+// origin, since `git fetch origin origin/x` names a branch origin does not
+// have; anything else is fetched as it is from origin, or from the only
+// remote.
+func fetchSource(remotes []string, rev string) (remote, ref string) {
+	for _, r := range remotes {
+		for _, prefix := range []string{"refs/remotes/" + r + "/", r + "/"} {
+			if b, ok := strings.CutPrefix(rev, prefix); ok && b != "" && len(r) > len(remote) {
+				remote, ref = r, b
+			}
+		}
+	}
+	if remote != "" {
+		return remote, ref
+	}
+	switch {
+	case slices.Contains(remotes, "origin"):
+		return "origin", rev
+	case len(remotes) == 1:
+		return remotes[0], rev
+	case len(remotes) > 1:
+		return "REMOTE", rev
+	}
+	return "", rev
 }
 
 // NotInRepositoryError says an input is not inside a git work tree.
@@ -317,7 +370,18 @@ func resolve(ctx context.Context, root, rev string) (string, error) {
 	if out, err := git(ctx, root, "rev-parse", "--is-shallow-repository"); err == nil {
 		shallow = strings.TrimSpace(string(out)) == "true"
 	}
-	return "", &MissingRevisionError{Rev: rev, Root: root, Shallow: shallow}
+	var remotes []string
+	if out, err := git(ctx, root, "remote"); err == nil {
+		remotes = strings.Fields(string(out))
+	}
+	remote, ref := fetchSource(remotes, rev)
+	if ref != rev && !fetchesAllBranches(ctx, root, remote) {
+		// A single-branch clone (`git clone --depth`, actions/checkout)
+		// does not update origin/x on `git fetch origin x`: name the
+		// remote-tracking ref to write.
+		ref += ":refs/remotes/" + remote + "/" + ref
+	}
+	return "", &MissingRevisionError{Rev: rev, Root: root, Shallow: shallow, Remote: remote, Ref: ref}
 }
 
 // treeEntry is one blob of the tree at the revision.

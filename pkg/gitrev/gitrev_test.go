@@ -3,6 +3,7 @@ package gitrev_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,15 +211,27 @@ func TestLoadMissingRevision(t *testing.T) {
 
 	clone := t.TempDir()
 	testenv.Git(t, clone, "clone", "-q", "--depth=1", "file://"+r.dir, clone)
+	full := t.TempDir()
+	testenv.Git(t, full, "clone", "-q", "file://"+r.dir, full)
+	zeros := strings.Repeat("0", 40)
+	// Each message ends with a command that fetches what is missing: a
+	// remote-tracking name is fetched as its remote's branch, and --depth
+	// only where the clone is shallow.
 	tests := []struct {
 		name, dir, rev string
 		shallow        bool
-		msg            []string
+		fetch          string // the end of the message, after the clone
 	}{
-		{"full clone", r.dir, strings.Repeat("0", 40), false, []string{"is not in the local clone (", "git fetch origin " + strings.Repeat("0", 40)}},
-		{"unknown branch", r.dir, "no-such-branch", false, []string{`"no-such-branch"`}},
-		{"shallow commit", clone, first, true, []string{"which is shallow", "git fetch --depth=1 origin " + first, "git fetch --unshallow"}},
-		{"shallow parent", clone, "HEAD~2", true, []string{"git fetch --deepen=N"}},
+		{"no remote", r.dir, zeros, false, "this clone has no remote to fetch it from: fetch it into the clone, or name a revision it has"},
+		{"full clone, commit", full, zeros, false, "fetch it with `git fetch origin " + zeros + "`"},
+		{"full clone, remote-tracking name", full, "origin/feature", false, "fetch it with `git fetch origin feature`"},
+		{"full clone, full remote-tracking ref", full, "refs/remotes/origin/feature", false, "fetch it with `git fetch origin feature`"},
+		{"full clone, unknown branch", full, "no-such-branch", false, "fetch it with `git fetch origin no-such-branch`"},
+		{"full clone, parent", full, "origin/feature~1", false, "fetch the history it names with `git fetch origin`"},
+		{"shallow commit", clone, first, true, "fetch it with `git fetch --depth=1 origin " + first + "` (or `git fetch --unshallow`)"},
+		// A --depth clone fetches one branch: origin/feature is written only when named.
+		{"shallow, remote-tracking name", clone, "origin/feature", true, "fetch it with `git fetch --depth=1 origin feature:refs/remotes/origin/feature` (or `git fetch --unshallow`)"},
+		{"shallow parent", clone, "HEAD~2", true, "deepen the history with `git fetch --deepen=N` (or `git fetch --unshallow`)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,12 +243,31 @@ func TestLoadMissingRevision(t *testing.T) {
 			if me.Shallow != tt.shallow || me.Rev != tt.rev {
 				t.Errorf("error = %+v", me)
 			}
-			for _, m := range tt.msg {
-				if !strings.Contains(err.Error(), m) {
-					t.Errorf("message %q lacks %q", err, m)
-				}
+			clone := "the local clone"
+			if tt.shallow {
+				clone += ", which is shallow"
+			}
+			want := fmt.Sprintf("git revision %q is not in %s (%s): %s", tt.rev, clone, me.Root, tt.fetch)
+			if err.Error() != want {
+				t.Errorf("message\n%s\nwant\n%s", err, want)
 			}
 		})
+	}
+	// The advice works: once the branch exists upstream, running the
+	// command the message gives makes the revision readable.
+	r.git("branch", "feature", first)
+	for _, dir := range []string{full, clone} {
+		_, err := gitrev.Load(context.Background(), "origin/feature", manifest.Inputs{Files: []string{filepath.Join(dir, "m.yaml")}})
+		msg := fmt.Sprint(err)
+		_, cmdText, ok := strings.Cut(msg, "`git ")
+		cmdText, _, ok2 := strings.Cut(cmdText, "`")
+		if !ok || !ok2 {
+			t.Fatalf("no command in %q", msg)
+		}
+		testenv.Git(t, dir, strings.Fields(cmdText)...)
+		if _, err := gitrev.Load(context.Background(), "origin/feature", manifest.Inputs{Files: []string{filepath.Join(dir, "m.yaml")}}); err != nil {
+			t.Errorf("after `git %s` in %s: %v", cmdText, dir, err)
+		}
 	}
 	// In the shallow clone, the commit it has reads fine.
 	if _, err := gitrev.Load(context.Background(), "HEAD", manifest.Inputs{Files: []string{filepath.Join(clone, "m.yaml")}}); err != nil {
