@@ -130,6 +130,18 @@ func TestPlanRunCipInProcess(t *testing.T) {
 	if len(testenv.Digests(t, prod+"/p/app")) != 0 {
 		t.Fatal("a dry run wrote to the destination")
 	}
+	// run without --confirm says it is a dry run, first and last.
+	for _, args := range [][]string{{"run", dir}, {"run", "-o", "json", dir}} {
+		_, _, errOut := run(t, args...)
+		const first = "dry run: run without --confirm only plans; nothing will be written to any registry\n"
+		const last = "dry run: nothing was written; to promote, run again with --confirm\n"
+		if !strings.HasPrefix(errOut, first) || !strings.HasSuffix(errOut, last) {
+			t.Errorf("%v: stderr\n%s\nwant it to start with\n%swant it to end with\n%s", args, errOut, first, last)
+		}
+	}
+	if _, _, errOut := run(t, "run", "--confirm", "--jobs", "0", dir); strings.Contains(errOut, "dry run") {
+		t.Errorf("run --confirm speaks of a dry run:\n%s", errOut)
+	}
 
 	code, out, _ := run(t, "plan", "-o", "json", dir)
 	var p plan.Document

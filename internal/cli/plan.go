@@ -88,13 +88,29 @@ Exit status: 0 when every edge is promoted, 1 when any was refused or failed,
 			if err := f.shard.resolve(cmd); err != nil {
 				return err
 			}
-			return e.promote(cmd.Context(), cmd, &f, args, f.confirm)
+			if f.confirm {
+				return e.promote(cmd.Context(), cmd, &f, args, true)
+			}
+			// Without --confirm, run only plans: say so before and after
+			// the plan (on standard error, so -o json stays a document).
+			fmt.Fprintln(e.stderr, dryRunFirst)
+			err := e.promote(cmd.Context(), cmd, &f, args, false)
+			if ee := (*ExitError)(nil); err == nil || errors.As(err, &ee) && ee.Err == nil {
+				fmt.Fprintln(e.stderr, dryRunLast) // the plan was printed
+			}
+			return err
 		},
 	}
 	f.register(cmd, true)
 	f.signing.register(cmd)
 	return cmd
 }
+
+// What `run` without --confirm says first and last.
+const (
+	dryRunFirst = "dry run: run without --confirm only plans; nothing will be written to any registry"
+	dryRunLast  = "dry run: nothing was written; to promote, run again with --confirm"
+)
 
 // promote is plan, and with execute set, run: flags become promoter
 // options, and the results are rendered.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imgpromoter/promoter/internal/render"
 	"github.com/imgpromoter/promoter/internal/version"
 	"github.com/imgpromoter/promoter/pkg/report"
 )
@@ -26,7 +27,7 @@ is printed by promoter --version.`,
 			}
 			info := version.Get()
 			if format == report.JSON {
-				return report.WriteJSON(e.stdout, info)
+				return render.WriteJSON(e.stdout, info)
 			}
 			return info.WriteText(e.stdout)
 		},
