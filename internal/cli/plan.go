@@ -30,6 +30,12 @@ type promoteFlags struct {
 	describeLimit int
 	hostLimits
 
+	// policy is the promotion policy file (default: promotion-policy.yaml
+	// at the manifest root, when present); supplyChain carries signatures,
+	// attestations and SBOMs.
+	policy      string
+	supplyChain bool
+
 	shard shardFlags
 	state stateFlags
 	obs   observeFlags
@@ -48,6 +54,8 @@ func (f *promoteFlags) register(cmd *cobra.Command, withConfirm bool) {
 	}
 	cmd.Flags().IntVar(&f.describeLimit, "describe-limit", 200, "with -o markdown or json: read size and platforms from staging for at most this many images (0: none)")
 	cmd.Flags().StringVar(&f.since, "since", "", "pull-request mode: only the edges the change since git revision REV adds (the manifests must be in a git work tree)")
+	cmd.Flags().StringVar(&f.policy, "policy", "", "promotion policy file: verify signatures and attestations before promoting (default: promotion-policy.yaml at the manifest root, when present)")
+	cmd.Flags().BoolVar(&f.supplyChain, "supply-chain", true, "carry each image's signatures, attestations and SBOMs (OCI referrers and cosign tags) and verify them against the policy")
 	f.shard.register(cmd)
 	f.state.register(cmd)
 	f.obs.register(cmd)
@@ -169,6 +177,14 @@ func (e *env) promote(ctx context.Context, cmd *cobra.Command, f *promoteFlags, 
 	if f.since != "" {
 		opts = append(opts, promoter.WithSince(f.since))
 	}
+	switch {
+	case !f.supplyChain && f.policy != "":
+		return usageErr("--policy needs --supply-chain")
+	case !f.supplyChain:
+		opts = append(opts, promoter.WithoutSupplyChain())
+	case f.policy != "":
+		opts = append(opts, promoter.WithPolicy(f.policy))
+	}
 	if !execute {
 		if format != report.Text && f.describeLimit > 0 {
 			// For reviewers: size and platforms of each image, read from
@@ -235,6 +251,10 @@ func promoterErr(err error) error {
 	var re *promoter.RevisionError
 	if errors.As(err, &re) {
 		return usageErr("%v", err)
+	}
+	var pe *promoter.PolicyError
+	if errors.As(err, &pe) {
+		return usageErr("policy: %v", err)
 	}
 	return err
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/edge"
 	"github.com/imgpromoter/promoter/pkg/regerr"
+	"github.com/imgpromoter/promoter/pkg/supplychain"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -42,13 +43,18 @@ const (
 	Conflict      Class = "conflict"       // destination tag points at another digest: refused
 	MissingSource Class = "missing-source" // the digest is not in the source registry: refused
 	Error         Class = "error"          // the registry state could not be read
+	Policy        Class = "policy"         // the promotion policy refuses the image there: refused
 )
 
 // ReportOrder lists every class in the order reports show them.
-func ReportOrder() []Class { return []Class{Copy, TagOnly, Promoted, Conflict, MissingSource, Error} }
+func ReportOrder() []Class {
+	return []Class{Copy, TagOnly, Promoted, Conflict, MissingSource, Policy, Error}
+}
 
 // Refused reports whether edges of the class fail the run.
-func (c Class) Refused() bool { return c == Conflict || c == MissingSource || c == Error }
+func (c Class) Refused() bool {
+	return c == Conflict || c == MissingSource || c == Policy || c == Error
+}
 
 // Decision is what happens to one edge of a record: one tag (or the digest
 // alone) of the record's image in the record's destination repository.
@@ -175,6 +181,10 @@ type Plan struct {
 	// Images summarises the actions per image for reviewers (filled by
 	// Describe; nil otherwise).
 	Images []ImageSummary
+	// SupplyChain is the plan for each image's signatures, attestations and
+	// SBOMs, with the evidence and the policy's decisions (nil when not
+	// carried).
+	SupplyChain *supplychain.Plan
 	// promoted counts, per destination registry, the edges of the
 	// (digest, destination) pairs with nothing else to do: their records
 	// are not kept (a no-op plan of a large corpus holds no record).
@@ -266,12 +276,14 @@ type Document struct {
 	// Images summarises the actions per image for reviewers (absent unless
 	// described).
 	Images []ImageSummary `json:"images,omitempty"`
+	// SupplyChain: see Plan.SupplyChain.
+	SupplyChain *supplychain.Plan `json:"supplyChain,omitempty"`
 }
 
 // Document derives the plan's JSON form.
 func (p *Plan) Document() *Document {
 	d := &Document{SchemaVersion: SchemaVersion, Stats: p.Stats, Counts: p.Counts(), Destinations: p.Destinations(),
-		Actions: p.Actions(), Problems: p.Problems, Images: p.Images}
+		Actions: p.Actions(), Problems: p.Problems, Images: p.Images, SupplyChain: p.SupplyChain}
 	if d.Problems == nil {
 		d.Problems = []diag.Problem{}
 	}
@@ -644,4 +656,20 @@ func (p *planner) checkSources(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// RefusePolicy refuses, in every record of the image digest in dst, the
+// edges that had work to do (copy or tag): the promotion policy does not
+// let the image in. Edges already promoted stay as they are.
+func (p *Plan) RefusePolicy(digest v1.Hash, dst name.Repository, reason string) {
+	for _, r := range p.Records {
+		if r.Group.Digest != digest || r.Dest.Name() != dst.Name() {
+			continue
+		}
+		for i := range r.Edges {
+			if c := r.Edges[i].Class; c == Copy || c == TagOnly {
+				r.Edges[i].Class, r.Edges[i].Reason = Policy, reason
+			}
+		}
+	}
 }

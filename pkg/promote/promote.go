@@ -17,6 +17,7 @@ import (
 	"github.com/imgpromoter/promoter/pkg/access"
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/plan"
+	"github.com/imgpromoter/promoter/pkg/supplychain"
 	"github.com/imgpromoter/promoter/pkg/transfer"
 )
 
@@ -64,6 +65,10 @@ type Report struct {
 	Hosts         []access.HostStats `json:"hosts"`
 	// Results lists every edge that was not already present, sorted.
 	Results []Result `json:"results"`
+	// SupplyChain is what was done with each image's signatures,
+	// attestations and SBOMs, and the policy's decisions (nil when not
+	// carried).
+	SupplyChain *supplychain.Plan `json:"supplyChain,omitempty"`
 	// Problems are the plan's validation problems: the entries they name
 	// were excluded from the run.
 	Problems []diag.Problem `json:"problems"`
@@ -72,7 +77,7 @@ type Report struct {
 // Failed reports whether any edge was refused or failed, or any entry was
 // excluded as invalid.
 func (r *Report) Failed() bool {
-	return r.Totals.Refused > 0 || r.Totals.Failed > 0 || diag.Errors(r.Problems) > 0
+	return r.Totals.Refused > 0 || r.Totals.Failed > 0 || diag.Errors(r.Problems) > 0 || r.SupplyChain.Failed()
 }
 
 // Progress is told of each (image, destination) record as its promotion
@@ -87,6 +92,7 @@ type config struct {
 	logger     *slog.Logger
 	progress   Progress
 	beforeTags BeforeTags
+	recordHook func(r *plan.Record) func(context.Context) error
 }
 
 // WithJobs bounds the number of images promoted at once (default 8).
@@ -94,6 +100,13 @@ func WithJobs(n int) Option { return func(c *config) { c.jobs = max(1, n) } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithRecordHook sets, per record, work to do once the image is in the
+// destination by digest and before its tags (see transfer.Job.BeforeTags;
+// nil: none). The supply chain writes signatures and attestations there.
+func WithRecordHook(f func(r *plan.Record) func(context.Context) error) Option {
+	return func(c *config) { c.recordHook = f }
+}
 
 // WithProgress sets a progress callback.
 func WithProgress(p Progress) Option { return func(c *config) { c.progress = p } }
@@ -120,6 +133,9 @@ func Execute(ctx context.Context, reg Registry, p *plan.Plan, opts ...Option) (*
 	for i, r := range work {
 		jobs[i] = transfer.Job{Source: r.Group.Source.Context(), Digest: r.Group.Digest, Dest: r.Dest, Copy: r.Copy(), Tags: r.Tags(),
 			DestExisted: r.Existed, Manifest: r.Manifest, MediaType: r.MediaType}
+		if cfg.recordHook != nil {
+			jobs[i].BeforeTags = cfg.recordHook(r)
+		}
 	}
 	var done atomic.Int64
 	var mu sync.Mutex

@@ -31,6 +31,7 @@ import (
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
 	"github.com/imgpromoter/promoter/pkg/state"
+	"github.com/imgpromoter/promoter/pkg/supplychain"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -53,6 +54,8 @@ type Result struct {
 	// Trusted is the number of edges the plan took from the state
 	// (WithState) without a request; Verified the manifests it resolved.
 	Trusted, Verified int64
+
+	carrier *supplychain.Carrier
 }
 
 // Failed reports whether the command would exit 1: an edge refused or
@@ -108,11 +111,24 @@ type options struct {
 	stateMaxAge time.Duration
 	now         func() time.Time
 	beforeTags  promote.BeforeTags
+	policy      string
+	noSupply    bool
 }
 
 func defaults() options {
 	return options{jobs: 8, logger: slog.New(slog.DiscardHandler), now: time.Now}
 }
+
+// WithPolicy verifies every image against the promotion policy file at
+// path before promoting it (default: promotion-policy.yaml at the root of
+// the manifest directory, when present; without a policy nothing is
+// verified). Key and trust root files the policy names must lie beside or
+// below it.
+func WithPolicy(path string) Option { return func(o *options) { o.policy = path } }
+
+// WithoutSupplyChain neither carries signatures, attestations and SBOMs
+// nor verifies (the default carries them all).
+func WithoutSupplyChain() Option { return func(o *options) { o.noSupply = true } }
 
 // WithSince is pull-request mode: only the edges the change since git
 // revision rev adds are planned (the manifests must be in a git work tree).
@@ -244,7 +260,27 @@ func Run(ctx context.Context, in Inputs, opts ...Option) (*Result, error) {
 	if o.beforeTags != nil {
 		popts = append(popts, promote.WithBeforeTags(o.beforeTags))
 	}
+	sc, carrier := res.Plan.SupplyChain, res.carrier
+	if sc != nil {
+		// Signatures and attestations go in after the image and before its
+		// tags, so that a reader who sees a tag can already verify it.
+		popts = append(popts, promote.WithRecordHook(func(r *plan.Record) func(context.Context) error {
+			if dp := sc.For(r.Group.Digest, r.Dest); dp == nil || !dp.Pending() {
+				return nil
+			}
+			return func(ctx context.Context) error {
+				return sc.Write(ctx, carrier, r.Group.Source.Context(), r.Group.Digest, r.Dest)
+			}
+		}))
+	}
 	rep, err := promote.Execute(ctx, o.client, res.Plan, popts...)
+	if sc != nil && rep != nil && err == nil {
+		// Images already promoted (no record with work) whose artifacts are
+		// missing: the image is there, no tag is written, so any order is
+		// right.
+		writeRemaining(ctx, sc, carrier, res.Plan, o)
+		rep.SupplyChain = sc
+	}
 	if rep != nil {
 		rep.AddTraffic(o.client.Counter().Snapshot())
 		res.Report = rep
@@ -258,7 +294,8 @@ func Run(ctx context.Context, in Inputs, opts ...Option) (*Result, error) {
 // makePlan loads, validates, keeps the edges added since the revision (in
 // pull-request mode) and plans.
 func makePlan(ctx context.Context, in Inputs, o options) (*Result, error) {
-	v := validate.Validate(manifest.Load(in))
+	set := manifest.Load(in)
+	v := validate.Validate(set)
 	res := &Result{Unreadable: v.Unreadable}
 	if o.since != "" {
 		snap, err := gitrev.Load(ctx, o.since, in)
@@ -292,6 +329,11 @@ func makePlan(ctx context.Context, in Inputs, o options) (*Result, error) {
 	}
 	p.Stats, p.Problems = v.Stats, v.Problems
 	res.Plan = p
+	if !o.noSupply {
+		if err := planSupplyChain(ctx, in, set, v.Groups, res, o); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 

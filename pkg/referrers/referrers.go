@@ -21,6 +21,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
 // Via says how an artifact was found.
@@ -186,7 +188,7 @@ var ErrNotFound = errors.New("not found")
 // IsNotFound reports whether err says that something does not exist: it
 // matches ErrNotFound, or is a registry answer 404 or a *_UNKNOWN code.
 func IsNotFound(err error) bool {
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, regerr.ErrNotFound) {
 		return true
 	}
 	var te *transport.Error
@@ -211,7 +213,11 @@ func IsNotFound(err error) bool {
 // 400 (what registries that do not route the path answer; the digests sent
 // are always valid, so 400 cannot mean a bad digest).
 func IsUnsupported(err error) bool {
-	if errors.Is(err, ErrUnsupported) {
+	if errors.Is(err, ErrUnsupported) || errors.Is(err, regerr.ErrUnsupported) {
+		return true
+	}
+	switch regerr.Status(err) {
+	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented, http.StatusBadRequest:
 		return true
 	}
 	var te *transport.Error

@@ -16,6 +16,7 @@ import (
 	"github.com/imgpromoter/promoter/pkg/diag"
 	"github.com/imgpromoter/promoter/pkg/plan"
 	"github.com/imgpromoter/promoter/pkg/promote"
+	"github.com/imgpromoter/promoter/pkg/supplychain"
 	"github.com/imgpromoter/promoter/pkg/validate"
 )
 
@@ -63,11 +64,11 @@ func Validation(w io.Writer, f Format, r *validate.Result) error {
 
 var classLabel = map[plan.Class]string{
 	plan.Copy: "copy", plan.TagOnly: "tag", plan.Promoted: "already promoted",
-	plan.Conflict: "conflict (refused)", plan.MissingSource: "missing in source", plan.Error: "error",
+	plan.Conflict: "conflict (refused)", plan.MissingSource: "missing in source", plan.Policy: "refused by policy", plan.Error: "error",
 }
 
 var classVerb = map[plan.Class]string{
-	plan.Copy: "COPY", plan.TagOnly: "TAG", plan.Conflict: "REFUSED", plan.MissingSource: "MISSING", plan.Error: "ERROR",
+	plan.Copy: "COPY", plan.TagOnly: "TAG", plan.Conflict: "REFUSED", plan.MissingSource: "MISSING", plan.Policy: "POLICY", plan.Error: "ERROR",
 }
 
 // Plan writes a plan (its JSON form, derived with plan.Plan.Document).
@@ -95,7 +96,7 @@ func Plan(w io.Writer, f Format, p *plan.Document) error {
 		fmt.Fprintf(tw, "  registry\tcopy\ttag\tpromoted\trefused\terror\n")
 		for _, d := range p.Destinations {
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\n", d.Registry, d.Counts[plan.Copy], d.Counts[plan.TagOnly], d.Counts[plan.Promoted],
-				d.Counts[plan.Conflict]+d.Counts[plan.MissingSource], d.Counts[plan.Error])
+				d.Counts[plan.Conflict]+d.Counts[plan.MissingSource]+d.Counts[plan.Policy], d.Counts[plan.Error])
 		}
 		tw.Flush()
 	}
@@ -106,6 +107,11 @@ func Plan(w io.Writer, f Format, p *plan.Document) error {
 		}
 	} else {
 		b.WriteString("\n" + nothingToDo(p.Counts[plan.Promoted], p.Problems) + "\n")
+	}
+	if p.SupplyChain != nil {
+		if err := supplychain.Text(&b, p.SupplyChain); err != nil {
+			return err
+		}
 	}
 	if len(p.Problems) > 0 {
 		b.WriteString("\nProblems (the entries named are excluded):\n")
@@ -137,7 +143,7 @@ func actionLine(a plan.Action) string {
 
 func planMarkdown(w io.Writer, p *plan.Document) error {
 	var b strings.Builder
-	refused := p.Counts[plan.Conflict] + p.Counts[plan.MissingSource] + p.Counts[plan.Error]
+	refused := p.Counts[plan.Conflict] + p.Counts[plan.MissingSource] + p.Counts[plan.Policy] + p.Counts[plan.Error]
 	icon := ":white_check_mark:"
 	if p.Failed() {
 		icon = ":x:"
@@ -169,11 +175,17 @@ func planMarkdown(w io.Writer, p *plan.Document) error {
 	if p.Images != nil {
 		imagesMarkdown(&b, p.Images)
 	}
+	if p.SupplyChain != nil {
+		if err := supplychain.Markdown(&b, p.SupplyChain); err != nil {
+			return err
+		}
+		b.WriteString("\n")
+	}
 	b.WriteString("<details><summary>Per destination registry</summary>\n\n")
 	b.WriteString("| destination registry | copy | tag | promoted | refused | error |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, d := range p.Destinations {
 		fmt.Fprintf(&b, "| `%s` | %d | %d | %d | %d | %d |\n", d.Registry, d.Counts[plan.Copy], d.Counts[plan.TagOnly], d.Counts[plan.Promoted],
-			d.Counts[plan.Conflict]+d.Counts[plan.MissingSource], d.Counts[plan.Error])
+			d.Counts[plan.Conflict]+d.Counts[plan.MissingSource]+d.Counts[plan.Policy], d.Counts[plan.Error])
 	}
 	b.WriteString("\n</details>\n")
 	var todo []plan.Action
@@ -212,7 +224,7 @@ func imagesMarkdown(b *strings.Builder, images []plan.ImageSummary) {
 		pr.images = append(pr.images, im)
 		pr.copies += im.Counts[plan.Copy]
 		pr.tags += im.Counts[plan.TagOnly]
-		pr.refuse += im.Counts[plan.Conflict] + im.Counts[plan.MissingSource] + im.Counts[plan.Error]
+		pr.refuse += im.Counts[plan.Conflict] + im.Counts[plan.MissingSource] + im.Counts[plan.Policy] + im.Counts[plan.Error]
 	}
 	slices.Sort(names)
 	b.WriteString("| project | images | edges to copy | edges to tag | refused |\n|---|---:|---:|---:|---:|\n")
@@ -305,6 +317,12 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 				fmt.Fprintf(&b, "- **excluded** `%s`: %s\n", pr.Pos.String(), mdEscape(pr.Message))
 			}
 		}
+		if r.SupplyChain != nil {
+			b.WriteString("\n")
+			if err := supplychain.Markdown(&b, r.SupplyChain); err != nil {
+				return err
+			}
+		}
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
@@ -329,6 +347,12 @@ func Run(w io.Writer, f Format, r *promote.Report) error {
 	}
 	if t.Promoted == 0 && t.Refused == 0 && t.Failed == 0 {
 		b.WriteString(nothingToDo(t.Present, r.Problems) + "\n")
+	}
+	if r.SupplyChain != nil {
+		if err := supplychain.Text(&b, r.SupplyChain); err != nil {
+			return err
+		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "Run: %s promoted, %d already there, %d refused, %d failed; %s copied, %s uploaded (%s), %d mounted; %s\n",
 		render.Plural(t.Promoted, "edge"), t.Present, t.Refused, t.Failed, render.Plural(r.Images, "image"), render.Plural(int(r.BlobUploads), "blob"), bytes(r.BytesUploaded), r.BlobMounts, r.Duration.Round(time.Millisecond))

@@ -28,13 +28,21 @@ func (e *engine) finishJob(ctx context.Context, j Job, tree *node, res *Result) 
 	if j.Copy {
 		// With tags, the image itself is written by its first tag (one
 		// request instead of two): everything beneath it is complete by
-		// then, so the tag never points at partial content.
-		if err := e.writeTree(ctx, j.Dest, tree, len(j.Tags) == 0); err != nil {
+		// then, so the tag never points at partial content. A job with
+		// BeforeTags needs the image by digest first.
+		byDigest := len(j.Tags) == 0 || j.BeforeTags != nil
+		if err := e.writeTree(ctx, j.Dest, tree, byDigest); err != nil {
 			res.Image = err
 			return
 		}
-		res.Copied = len(j.Tags) == 0
+		res.Copied = byDigest
 		raw, mt = tree.raw, tree.mt
+	}
+	if j.BeforeTags != nil {
+		if err := j.BeforeTags(ctx); err != nil {
+			res.Image = &Error{Side: SideDestination, Ref: j.Dest.Digest(j.Digest.String()).String(), Err: err}
+			return
+		}
 	}
 	if len(j.Tags) == 0 {
 		return

@@ -90,6 +90,11 @@ type Job struct {
 	// read (by the planner): it is not read again.
 	Manifest  []byte
 	MediaType types.MediaType
+	// BeforeTags, when set, runs once the image is complete in Dest by
+	// digest and before any tag is written (the promoter writes the
+	// image's signatures and attestations there, so that a reader who sees
+	// a tag can already verify it). Its error keeps the tags out.
+	BeforeTags func(ctx context.Context) error
 }
 
 // Result is what happened to one job.
