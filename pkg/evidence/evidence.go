@@ -145,6 +145,12 @@ func Collect(ctx context.Context, blobs BlobReader, repo name.Repository, subjec
 			continue // attached to an artifact, not to the image
 		}
 		art := a.Descriptor.Digest.String()
+		if len(ids) == 0 {
+			// Nothing can verify: list what is attached from the manifests
+			// alone (no blob is read), unverified.
+			ev.listUnverified(a, art)
+			continue
+		}
 		switch {
 		case strings.HasPrefix(a.Descriptor.ArtifactType, BundleMediaTypePrefix):
 			for _, l := range layers(a.Manifest) {
@@ -366,4 +372,27 @@ func readBlob(ctx context.Context, blobs BlobReader, repo name.Repository, d v1.
 		return nil, fmt.Errorf("%s@%s: registry served a blob with digest %s", repo, d.Digest, got)
 	}
 	return raw, nil
+}
+
+// listUnverified records an artifact without verifying it: its declared
+// predicate type (never trusted, only listed) from the manifest.
+func (ev *Evidence) listUnverified(a referrers.Artifact, art string) {
+	switch {
+	case strings.HasPrefix(a.Descriptor.ArtifactType, BundleMediaTypePrefix):
+		ev.add(outcome{err: errNoIdentity}, art, FormBundle, a.Descriptor.Annotations["dev.sigstore.bundle.predicateType"])
+	case a.Via == referrers.ViaCosign && strings.HasSuffix(a.Tag, ".sig"):
+		for _, l := range layers(a.Manifest) {
+			if l.MediaType == SimpleSigningMediaType {
+				ev.add(outcome{err: errNoIdentity}, art, FormLegacy, CosignSignPredicate)
+			}
+		}
+	case a.Via == referrers.ViaCosign && strings.HasSuffix(a.Tag, ".att"):
+		for _, l := range layers(a.Manifest) {
+			if l.MediaType == DSSEMediaType {
+				ev.add(outcome{err: errNoIdentity}, art, FormLegacy, l.Annotations["predicateType"])
+			}
+		}
+	case a.Via == referrers.ViaCosign && strings.HasSuffix(a.Tag, ".sbom"):
+		ev.SBOMs = append(ev.SBOMs, art)
+	}
 }

@@ -13,7 +13,10 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imgpromoter/promoter/pkg/regerr"
 )
 
 // ManifestPutter writes a manifest at a tag or digest. subject is the
@@ -407,6 +410,14 @@ func (w *Writer) listed(ctx context.Context, repo name.Repository, subject v1.Ha
 	w.mu.Lock()
 	has, known := w.api[host]
 	w.mu.Unlock()
+	if !known {
+		// One caller at a time learns whether the registry has the API;
+		// the others then use what it learnt.
+		defer w.lock(name.Repository{Registry: repo.Registry}, v1.Hash{})()
+		w.mu.Lock()
+		has, known = w.api[host]
+		w.mu.Unlock()
+	}
 	if !known || has {
 		descs, err := referrersOf(ctx, w.dst, repo, subject)
 		switch {
@@ -420,8 +431,12 @@ func (w *Writer) listed(ctx context.Context, repo name.Repository, subject v1.Ha
 		case known && IsNotFound(err):
 			return nil, nil // the repository does not exist yet
 		case IsUnsupported(err):
-			// Unknown registry: a 404 may also mean an unknown repository,
-			// so the fallback tag answers (and the registry stays unknown).
+			// A 404 naming the repository unknown leaves the registry
+			// unknown; any other says it has no API (Distribution answers a
+			// plain 404 for the path). The fallback tag answers either way.
+			if !unknownRepository(err) {
+				w.remember(host, false)
+			}
 		default:
 			return nil, fmt.Errorf("referrers of %s@%s: %w", repo, subject, err)
 		}
@@ -448,4 +463,22 @@ func (w *Writer) listed(ctx context.Context, repo name.Repository, subject v1.Ha
 func digestOf(raw []byte) v1.Hash {
 	sum := sha256.Sum256(raw)
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
+// unknownRepository reports whether a registry answer names the
+// repository unknown (NAME_UNKNOWN).
+func unknownRepository(err error) bool {
+	var re *regerr.Error
+	if errors.As(err, &re) && slices.Contains(re.Codes, "NAME_UNKNOWN") {
+		return true
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		for _, d := range te.Errors {
+			if d.Code == transport.NameUnknownErrorCode {
+				return true
+			}
+		}
+	}
+	return false
 }
