@@ -84,6 +84,9 @@ func Plan(w io.Writer, f Format, p *plan.Document) error {
 	fmt.Fprintf(&b, "Plan: %s from %s (%s, %s, %s)\n", render.Plural(p.Counts.Total(), "edge"), render.Plural(s.Manifests, "manifest"), render.Plural(s.Images, "image"), render.Plural(s.Digests, "digest"), render.Plural(s.Tags, "tag"))
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, c := range plan.ReportOrder() {
+		if c == plan.Policy && p.Counts[c] == 0 {
+			continue // only with a promotion policy
+		}
 		fmt.Fprintf(tw, "  %s\t%d\n", classLabel[c], p.Counts[c])
 	}
 	if n := diag.Errors(p.Problems); n > 0 {
