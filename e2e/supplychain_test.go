@@ -3,16 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -22,15 +18,6 @@ import (
 	"github.com/imgpromoter/promoter/pkg/evidence"
 	"github.com/imgpromoter/promoter/pkg/referrers"
 )
-
-// referrersRegistry starts go-containerregistry's registry with the OCI 1.1
-// referrers API on 127.0.0.1 (Distribution v3 has none).
-func referrersRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true)))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 func mustRepo(t *testing.T, s string) name.Repository {
 	t.Helper()
