@@ -3,10 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/imgpromoter/promoter/internal/cosigntest"
@@ -24,15 +20,6 @@ import (
 	"github.com/imgpromoter/promoter/pkg/attest"
 	"github.com/imgpromoter/promoter/pkg/sign"
 )
-
-// referrersRegistry is go-containerregistry's in-process registry with the
-// OCI 1.1 referrers API; Distribution (the other destinations) has none.
-func referrersRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true)))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 // promoterEnv runs the binary with extra environment variables.
 func promoterEnv(t *testing.T, env []string, args ...string) result {
@@ -111,7 +98,7 @@ func TestRunSignKey(t *testing.T) {
 	cosign3 := cosigntest.New(t, 3).Bin
 	cosign2 := cosigntest.New(t, 2).Bin
 	regs := startRegistries(t)
-	dests := []string{regs.destA(), referrersRegistry(t) + "/promoted"}
+	dests := []string{regs.destA(), testenv.InProcessReferrersRegistry(t, true) + "/promoted"}
 	spec := registrySpec{src: regs.src(), dests: dests}
 	ps := []promo{pushImage(t, regs.src(), "app", 1, "v1", "v1.0"), pushIndex(t, regs.src(), "multi", 2, "v2")}
 	dir, _ := thinDir(t, "sample", spec, entries(ps...))
@@ -282,7 +269,7 @@ func TestRunSignKeyless(t *testing.T) {
 	cosign3 := cosigntest.New(t, 3).Bin
 	fake := sigstoretest.Start(t)
 	regs := startRegistries(t)
-	dests := []string{regs.destA(), referrersRegistry(t) + "/promoted"}
+	dests := []string{regs.destA(), testenv.InProcessReferrersRegistry(t, true) + "/promoted"}
 	ps := []promo{pushImage(t, regs.src(), "app", 21, "v1")}
 	dir, _ := thinDir(t, "sample", registrySpec{src: regs.src(), dests: dests}, entries(ps...))
 	const identity = "https://github.com/example/release/.github/workflows/promote.yaml@refs/heads/main"

@@ -44,7 +44,7 @@ func TestSupplyChainNoopCost(t *testing.T) {
 	staging := testenv.StartDistribution(t, "staging")
 	prodB := testenv.StartDistribution(t, "prod-b")
 	src := staging.Host + "/" + stagingPrefix
-	destA := referrersRegistry(t) + "/" + prodAPrefix
+	destA := testenv.InProcessReferrersRegistry(t, true) + "/" + prodAPrefix
 	destB := prodB.Host + "/" + prodBPrefix
 	const images = 8
 	var ps []promo

@@ -115,7 +115,7 @@ func TestSupplyChain(t *testing.T) {
 	staging := testenv.StartDistribution(t, "staging")
 	prodB := testenv.StartDistribution(t, "prod-b")
 	src := staging.Host + "/" + stagingPrefix
-	destA := referrersRegistry(t) + "/" + prodAPrefix
+	destA := testenv.InProcessReferrersRegistry(t, true) + "/" + prodAPrefix
 	destB := prodB.Host + "/" + prodBPrefix
 	dests := []string{destA, destB}
 

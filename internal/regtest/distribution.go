@@ -106,7 +106,7 @@ type Process struct {
 	// Host is the registry address, "127.0.0.1:PORT".
 	Host string
 
-	logs     *syncBuffer
+	logs     *SyncBuffer
 	stopOnce sync.Once
 	stop     func()
 }
@@ -116,7 +116,7 @@ type Process struct {
 // readyTimeout. On failure the process is killed and the error carries its
 // output; the error wraps ErrAddrInUse when the port was taken.
 func Launch(ctx context.Context, bin, configPath, host string, readyTimeout time.Duration) (*Process, error) {
-	logs := &syncBuffer{}
+	logs := &SyncBuffer{}
 	cmd := exec.Command(bin, "serve", configPath)
 	cmd.Env = Env()
 	cmd.Stdout = logs
@@ -206,22 +206,22 @@ func WaitReady(ctx context.Context, host string, exited <-chan struct{}, timeout
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a child
+// SyncBuffer is a bytes.Buffer safe for the concurrent writes of a child
 // process's output copier and reads from other goroutines.
-type syncBuffer struct {
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
 // Write appends p.
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
 // String returns a copy of the contents.
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,20 +22,6 @@ import (
 
 // CrashTrialsEnv overrides the number of kill -9 trials of TestCrashRecovery.
 const CrashTrialsEnv = "PROMOTER_CRASH_TRIALS"
-
-// buildPromoter builds the promoter binary once per test process.
-var buildPromoter = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "promoter-crash-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "promoter")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/imgpromoter/promoter/cmd/promoter").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // TestCrashRecovery kills the built binary with SIGKILL at random moments
 // of a promotion into two Distribution registries, then checks that no tag
@@ -58,7 +43,7 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		trials = n
 	}
-	bin, err := buildPromoter()
+	bin, err := testenv.PromoterBinary()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,3 +19,13 @@ func InProcessRegistry(t testing.TB) string {
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
 }
+
+// InProcessReferrersRegistry is InProcessRegistry with the OCI 1.1 referrers
+// API on or off (off is go-containerregistry's default, as for
+// InProcessRegistry).
+func InProcessReferrersRegistry(t testing.TB, referrersAPI bool) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(referrersAPI)))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}

@@ -5,10 +5,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/imgpromoter/promoter/internal/regtest"
 )
 
 // PushgatewayBinEnv names the environment variable that, when set, points
@@ -44,7 +44,7 @@ func StartPushgateway(t testing.TB) string {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	out := &syncBuffer{}
+	out := &regtest.SyncBuffer{}
 	cmd := exec.Command(bin, "--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -64,21 +64,4 @@ func StartPushgateway(t testing.TB) string {
 	}
 	t.Fatalf("testenv: pushgateway did not become ready on %s:\n%s", addr, out.String())
 	return ""
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

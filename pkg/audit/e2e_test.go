@@ -1,7 +1,6 @@
 package audit_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,55 +23,23 @@ import (
 	"github.com/imgpromoter/promoter/pkg/audit"
 )
 
-// promoterBinary builds the promoter once per test process: the kill -9
-// test needs a real process to kill.
-var promoterBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "promoter-audit-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "promoter")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/imgpromoter/promoter/cmd/promoter").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
 const testToken = "audit-e2e-token-0123456789"
 
 // auditProc is a running `promoter audit serve`.
 type auditProc struct {
 	cmd  *exec.Cmd
-	out  *syncBuf
+	out  *regtest.SyncBuffer
 	addr string
 	done chan struct{}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func startAudit(t *testing.T, addr string, args ...string) *auditProc {
 	t.Helper()
-	bin, err := promoterBinary()
+	bin, err := testenv.PromoterBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuf{}
+	out := &regtest.SyncBuffer{}
 	cmd := exec.Command(bin, append([]string{"audit", "serve", "--listen", addr}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

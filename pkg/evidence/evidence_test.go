@@ -3,8 +3,6 @@ package evidence_test
 import (
 	"encoding/json"
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -28,13 +25,6 @@ import (
 	"github.com/imgpromoter/promoter/pkg/evidence"
 	"github.com/imgpromoter/promoter/pkg/referrers"
 )
-
-func registryHost(t *testing.T, api bool) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(api)))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 func image(t *testing.T, host string, seed int64) (name.Repository, v1.Hash, string) {
 	t.Helper()
@@ -104,7 +94,7 @@ func TestCosignSignedAndAttested(t *testing.T) {
 	} {
 		t.Run("cosign-v"+string(rune('0'+tc.major)), func(t *testing.T) {
 			cs := cosigntest.New(t, tc.major)
-			repo, d, ref := image(t, registryHost(t, true), 1)
+			repo, d, ref := image(t, testenv.InProcessReferrersRegistry(t, true), 1)
 			cs.Sign(t, ref)
 			cs.Attest(t, ref, evidence.CosignVulnPredicate, vulnPredicate)
 			cs.Attest(t, ref, evidence.TestResultPredicate, testPredicate)
@@ -204,7 +194,7 @@ func mustLayer(t *testing.T, img v1.Image, d v1.Hash) v1.Layer {
 // image attached to this one, both fail: nothing is signed.
 func TestTamperedSignaturesDoNotVerify(t *testing.T) {
 	cs := cosigntest.New(t, 3)
-	host := registryHost(t, true)
+	host := testenv.InProcessReferrersRegistry(t, true)
 	repo, d, ref := image(t, host, 1)
 	_, d2, _ := image(t, host, 2)
 	cs.Sign(t, ref)

@@ -15,6 +15,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/evidence"
 )
 
@@ -112,7 +113,7 @@ func TestKeylessBundleAgainstTrustRootFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := registryHost(t, true)
+	host := testenv.InProcessReferrersRegistry(t, true)
 	repo, d, _ := image(t, host, 1)
 	pushArtifact(t, repo, d, "application/vnd.dev.sigstore.bundle.v0.3+json", "application/vnd.dev.sigstore.bundle.v0.3+json",
 		keylessBundle(t, vs, subject, evidence.CosignSignPredicate, d.Hex), nil)

@@ -3,16 +3,12 @@ package referrers_test
 import (
 	"encoding/json"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -24,15 +20,6 @@ import (
 	"github.com/imgpromoter/promoter/internal/testenv"
 	"github.com/imgpromoter/promoter/pkg/referrers"
 )
-
-// inProcess starts go-containerregistry's registry, with or without the
-// referrers API, and returns its host.
-func inProcess(t *testing.T, api bool) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(api)))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 func repoOf(t *testing.T, host, path string) name.Repository {
 	t.Helper()
@@ -143,7 +130,7 @@ func digestsOf(arts []referrers.Artifact) []v1.Hash {
 func TestFindRecursiveAcrossDiscoveryMethods(t *testing.T) {
 	for _, api := range []bool{true, false} {
 		t.Run(map[bool]string{true: "referrers-api", false: "fallback-tag"}[api], func(t *testing.T) {
-			repo := repoOf(t, inProcess(t, api), "team/app")
+			repo := repoOf(t, testenv.InProcessReferrersRegistry(t, api), "team/app")
 			subject, want := signedRepo(t, repo, 1)
 			reg := &plainreg.Client{}
 			arts, err := referrers.NewFinder(reg, nil).Find(t.Context(), repo, subject.Digest)
@@ -169,7 +156,7 @@ func TestFindRecursiveAcrossDiscoveryMethods(t *testing.T) {
 // A fallback tag that resolves to the subject itself, or holds an image,
 // is not a referrers list.
 func TestFindIgnoresFallbackTagThatIsNotAnIndex(t *testing.T) {
-	repo := repoOf(t, inProcess(t, false), "team/app")
+	repo := repoOf(t, testenv.InProcessReferrersRegistry(t, false), "team/app")
 	img := testenv.BuildImage(t, testenv.ImageSpec{Seed: 7})
 	subject := push(t, repo.Tag("v1"), img)
 	push(t, repo.Tag(referrers.FallbackTag(subject.Digest)), img)
@@ -224,14 +211,14 @@ func statuses(out []referrers.Outcome) []referrers.Status {
 }
 
 func TestWriteThenFindAtDestination(t *testing.T) {
-	srcRepo := repoOf(t, inProcess(t, true), "staging/app")
+	srcRepo := repoOf(t, testenv.InProcessReferrersRegistry(t, true), "staging/app")
 	subject, want := signedRepo(t, srcRepo, 3)
 	arts, err := referrers.NewFinder(&plainreg.Client{}, nil).Find(t.Context(), srcRepo, subject.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dests := map[string]string{
-		"referrers-api": inProcess(t, true),
+		"referrers-api": testenv.InProcessReferrersRegistry(t, true),
 		"distribution":  testenv.StartDistribution(t, "dst").Host,
 	}
 	for label, host := range dests {
@@ -278,7 +265,7 @@ func TestWriteThenFindAtDestination(t *testing.T) {
 }
 
 func TestFallbackKeepsForeignEntriesAndRefusesNonIndex(t *testing.T) {
-	srcRepo := repoOf(t, inProcess(t, true), "staging/app")
+	srcRepo := repoOf(t, testenv.InProcessReferrersRegistry(t, true), "staging/app")
 	subject, _ := signedRepo(t, srcRepo, 5)
 	arts, err := referrers.NewFinder(&plainreg.Client{}, nil).Find(t.Context(), srcRepo, subject.Digest)
 	if err != nil {

@@ -7,9 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -29,15 +25,6 @@ import (
 	"github.com/imgpromoter/promoter/pkg/attest"
 	"github.com/imgpromoter/promoter/pkg/sign"
 )
-
-// referrersRegistry is go-containerregistry's in-process registry with the
-// OCI 1.1 referrers API (Distribution, the other destination, has none).
-func referrersRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true)))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 // cosignRun runs cosign and returns its exit code and output.
 func cosignRun(t *testing.T, bin string, env []string, args ...string) (int, string) {
@@ -101,7 +88,7 @@ func TestKeySignedVerifiesWithCosign(t *testing.T) {
 	key, pubPath := writeKeyPair(t, dir)
 
 	staging := testenv.InProcessRegistry(t)
-	dests := []string{referrersRegistry(t) + "/prod/app", testenv.StartDistribution(t, "prod").Host + "/mirror/app"}
+	dests := []string{testenv.InProcessReferrersRegistry(t, true) + "/prod/app", testenv.StartDistribution(t, "prod").Host + "/mirror/app"}
 	dig := testenv.PushImage(t, staging+"/team/app:v1", 1)
 	for _, d := range dests {
 		testenv.PushImage(t, d+":v1", 1)
@@ -192,7 +179,7 @@ func TestLegacyVerifiesWithCosign2(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := sign.NewRemoteStore(nil, nil)
-	for _, d := range []string{referrersRegistry(t) + "/prod/app", testenv.StartDistribution(t, "prod").Host + "/mirror/app"} {
+	for _, d := range []string{testenv.InProcessReferrersRegistry(t, true) + "/prod/app", testenv.StartDistribution(t, "prod").Host + "/mirror/app"} {
 		dig := testenv.PushImage(t, d+":v1", 9)
 		repo := mustRepo(t, d)
 		payload, err := sign.SimpleSigningPayload(repo, dig)

@@ -104,7 +104,7 @@ func TestKeylessVerifiesWithCosign(t *testing.T) {
 	cosign := cosigntest.New(t, 3).Bin
 	fake := sigstoretest.Start(t)
 	s := keylessSigner(t, fake, fake.Token(t, workflowIdentity))
-	host := referrersRegistry(t)
+	host := testenv.InProcessReferrersRegistry(t, true)
 	dist := testenv.StartDistribution(t, "prod").Host
 	dests := []string{host + "/prod/app", dist + "/mirror/app"}
 	var img sign.Image

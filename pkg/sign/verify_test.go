@@ -89,7 +89,7 @@ func TestVerifierCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := referrersRegistry(t) + "/prod/app"
+			d := testenv.InProcessReferrersRegistry(t, true) + "/prod/app"
 			dig := testenv.PushImage(t, d+":v1", 5)
 			img := sign.Image{Subject: subjectOf(t, d+"@"+dig.String()), Destinations: []sign.Destination{{Repo: mustRepo(t, d)}}}
 			p := &sign.Publisher{Signer: tc.signer, Store: store, Created: time.Now(), BuilderID: "https://example.test/promoter@v0"}

@@ -28,7 +28,7 @@ func group(t *testing.T, image string, src name.Repository, d v1.Hash, dests ...
 // vulnerability and test summaries, the policy's decision per destination.
 func TestPlanGroupsEvidenceAndPolicy(t *testing.T) {
 	v3 := cosigntest.New(t, 3)
-	staging := repo(t, inProcess(t, true), "staging/app")
+	staging := repo(t, testenv.InProcessReferrersRegistry(t, true), "staging/app")
 	signed := testenv.PushImage(t, staging.Tag("signed").String(), 1)
 	unsigned := testenv.PushImage(t, staging.Tag("unsigned").String(), 2)
 	ref := staging.Digest(signed.String()).String()

@@ -2,16 +2,11 @@ package supplychain_test
 
 import (
 	"fmt"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -22,13 +17,6 @@ import (
 	"github.com/imgpromoter/promoter/pkg/policy"
 	"github.com/imgpromoter/promoter/pkg/supplychain"
 )
-
-func inProcess(t *testing.T, api bool) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(api)))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 func repo(t *testing.T, host, path string) name.Repository {
 	t.Helper()
@@ -120,7 +108,7 @@ var vuln = []byte(`{"scanner":{"uri":"pkg:github/aquasecurity/trivy","version":"
 func TestCarryThenCosignVerifiesEveryDestination(t *testing.T) {
 	v3 := cosigntest.New(t, 3)
 	v2 := cosigntest.New(t, 2)
-	staging := repo(t, inProcess(t, true), "staging/app")
+	staging := repo(t, testenv.InProcessReferrersRegistry(t, true), "staging/app")
 	single := testenv.PushImage(t, staging.Tag("single").String(), 1)
 	index, children := testenv.PushIndex(t, staging.Tag("multi").String(), 2)
 	legacy := testenv.PushImage(t, staging.Tag("legacy").String(), 3)
@@ -137,7 +125,7 @@ func TestCarryThenCosignVerifiesEveryDestination(t *testing.T) {
 	v2.Attest(t, staging.Digest(legacy.String()).String(), evidence.TestResultPredicate, []byte(`{"result":"PASSED","passedTests":["a"]}`))
 
 	dests := []dest{
-		{"referrers-api", repo(t, inProcess(t, true), "prod/app")},
+		{"referrers-api", repo(t, testenv.InProcessReferrersRegistry(t, true), "prod/app")},
 		{"distribution", repo(t, testenv.StartDistribution(t, "prod").Host, "prod/app")},
 	}
 	client := &plainreg.Client{}
@@ -187,7 +175,7 @@ func TestCarryThenCosignVerifiesEveryDestination(t *testing.T) {
 // With a policy, only the unsigned image is refused.
 func TestPolicyRefusesOnlyUnsigned(t *testing.T) {
 	v3 := cosigntest.New(t, 3)
-	staging := repo(t, inProcess(t, true), "staging/app")
+	staging := repo(t, testenv.InProcessReferrersRegistry(t, true), "staging/app")
 	signed := testenv.PushImage(t, staging.Tag("signed").String(), 1)
 	unsigned := testenv.PushImage(t, staging.Tag("unsigned").String(), 2)
 	v3.Sign(t, staging.Digest(signed.String()).String())
@@ -196,7 +184,7 @@ func TestPolicyRefusesOnlyUnsigned(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "team.pub"), v3.PublicKeyPEM(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dst := repo(t, inProcess(t, false), "prod/app")
+	dst := repo(t, testenv.InProcessReferrersRegistry(t, false), "prod/app")
 	pol := fmt.Sprintf("scopes:\n  - prefix: %s\n    requirements:\n      - signedBy: {key: team.pub}\n", dst.RegistryStr())
 	if err := os.WriteFile(filepath.Join(dir, policy.DefaultFile), []byte(pol), 0o644); err != nil {
 		t.Fatal(err)
